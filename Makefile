@@ -90,9 +90,13 @@ $(BUILD)/libtesthelp.a: $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELP))
 	rm -f $@ && ar rcs $@ $^
 $(foreach t,$(TEST_SRCS),$(eval $(call test_prog,$(basename $(notdir $(t))))))
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS) $(LDLIBS_ALL)
+# bench/bench_MODULE_*.c links like a test.
+define bench_prog
+$(BUILD)/bench/$(1): $(BUILD)/bench/$(1).o $(call libs_from,$(call test_module,$(1)))
+	@mkdir -p $$(dir $$@)
+	$(CC) $(ALL_CFLAGS) -o $$@ $$^ $(LDLIBS_ALL)
+endef
+$(foreach b,$(BENCH_SRCS),$(eval $(call bench_prog,$(basename $(notdir $(b))))))
 
 # The whole suite: unit tests, then program-level and mount-level tests.
 check: all

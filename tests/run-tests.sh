@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# run-tests.sh - the whole suite: every Check program (BUILD/tests/test_*),
+# then every program-level shell test (tests/*.sh except this one).
+# Each test runs in its own process group with a time limit; the last line
+# is the plain summary "N passed, N failed" over test programs, and the
+# exit status is non-zero if any failed.
+set -u
+BUILD=${BUILD:-build}
+export BUILD
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+export SECUBE_EMU="$root/$BUILD/bin/secube-emu"
+export PATH="$root/$BUILD/bin:$PATH"
+limit=${TEST_TIMEOUT:-600}
+passed=0
+failed=0
+failed_names=()
+logdir=$(mktemp -d /tmp/sekeyfs-tests.XXXXXX)
+
+run_one() {
+	local name=$1; shift
+	local start end rc
+	start=$(date +%s)
+	# setsid + timeout: a hung test is killed with its whole process group.
+	setsid timeout --kill-after=10 "$limit" "$@" >"$logdir/$name.log" 2>&1
+	rc=$?
+	end=$(date +%s)
+	if [ $rc -eq 0 ]; then
+		passed=$((passed + 1))
+		printf 'PASS %-40s %4ss  %s\n' "$name" $((end - start)) "$(grep -E '^[0-9]+%: Checks|passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)"
+	else
+		failed=$((failed + 1))
+		failed_names+=("$name")
+		printf 'FAIL %-40s %4ss  (exit %d)\n' "$name" $((end - start)) $rc
+		sed -e 's/^/    /' "$logdir/$name.log" | tail -n 40
+	fi
+}
+
+for t in "$BUILD"/tests/test_*; do
+	[ -x "$t" ] || continue
+	case "$t" in *.o|*.d) continue ;; esac
+	run_one "$(basename "$t")" "$t"
+done
+for s in tests/*.sh; do
+	[ "$(basename "$s")" = run-tests.sh ] && continue
+	run_one "$(basename "$s")" bash "$s"
+done
+rm -rf "$logdir"
+if [ $failed -ne 0 ]; then
+	echo "failed: ${failed_names[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
