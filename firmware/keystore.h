@@ -35,10 +35,19 @@ enum ks_err {
 	KS_ECORRUPT = -5, /* the flash holds something no valid history makes */
 	KS_ELOCKED = -6,  /* key operation before ks_unlock */
 	KS_EINVAL = -7,   /* bad argument (length, alg) */
+	KS_EKEY = -8,     /* ks_unlock: the master key is not this store's */
 };
+
+/* Text for a KS_E* code (never NULL). */
+const char *ks_strerror(int err);
 
 #define KS_KEY_MAX     32   /* bytes of the longest key value */
 #define KS_META_MAX    200  /* bytes of the longest meta blob */
+/* Meta tag the store keeps for itself: the master-key verifier written by
+ * the first ks_unlock (ks_meta_put/delete refuse it; ks_wipe drops it). */
+#define KS_TAG_VERIFIER 0xff
+/* Bytes of one key record on flash, framing and checksum included. */
+#define KS_KEY_RECORD  46
 
 struct ks_key {
 	uint32_t id;
@@ -59,13 +68,17 @@ int ks_open(struct keystore **out, const char *path, int create);
  * The keystore does not take ownership of f. */
 int ks_open_flash(struct keystore **out, struct flash *f);
 void ks_close(struct keystore *ks); /* wipes the master key and index */
+/* After a failed flash write (a power cut in tests) every change returns
+ * KS_EIO until the store is closed and opened again, which recovers. */
 
 int ks_meta_get(struct keystore *ks, uint8_t tag, void *buf, size_t cap, size_t *len);
 int ks_meta_put(struct keystore *ks, uint8_t tag, const void *buf, size_t len);
 int ks_meta_delete(struct keystore *ks, uint8_t tag);
 
 /* Give the store the master key (32 bytes, copied) and build the key index.
- * KS_ECORRUPT if a key record does not decrypt to a valid one. */
+ * KS_EKEY if it does not match the verifier stored by the first unlock;
+ * KS_ECORRUPT if a key record does not decrypt to a valid one.  Only keys
+ * derived from it are kept in RAM, wiped by ks_lock/ks_close. */
 int ks_unlock(struct keystore *ks, const uint8_t master[32]);
 void ks_lock(struct keystore *ks); /* forget the master key and index */
 int ks_unlocked(const struct keystore *ks);
