@@ -143,6 +143,15 @@ int cube_open_sectors(struct cube *c, uint32_t key_id, uint8_t alg,
 		      const uint8_t file_id[WIRE_FILE_ID_LEN], const struct cube_sector *sectors,
 		      uint32_t n, const uint8_t *in, uint8_t *out, uint8_t *bad);
 
+/* Zero-copy bulk buffers of a connection with a shared region (emulated
+ * cube, cube_info().shm == 1): *in and *out, cap bytes each (enough for
+ * any batch, sealed form included), are the memory the device itself
+ * reads and writes.  A cube_seal / cube_open_sectors whose in (out) is
+ * exactly *in (*out) skips the copy in (out).  Contents change with
+ * every SEAL/OPEN; valid until cube_close.  CUBE_ENODEV (outputs NULL/0)
+ * if the connection has no shared region. */
+int cube_bulk_buffers(struct cube *c, uint8_t **in, uint8_t **out, size_t *cap);
+
 /* Deterministic authenticated encryption (AES-SIV) of a short string
  * under key_id, bound to ad.  out gets len + 16 bytes. */
 int cube_siv_encrypt(struct cube *c, uint32_t key_id, const uint8_t *ad, size_t ad_len,

@@ -281,7 +281,8 @@ static int cmd_create(struct opts *o)
 	rc = cube_create_emulated(o->device, err, sizeof(err));
 	if (rc != CUBE_OK) {
 		fprintf(stderr, "secube: %s\n", err);
-		return exit_for(rc);
+		/* a cube already there is a device problem, not a key problem */
+		return rc == CUBE_EEXIST ? CLI_CUBE : exit_for(rc);
 	}
 	if (!o->json)
 		printf("created a blank cube in %s; set its PINs with: secube init %s\n",
