@@ -1,0 +1,320 @@
+/*
+ * dir.c - directories in BACKING: the authenticated header every backing
+ * directory holds (SEKEYFS_DIRHDR_NAME, a small SEfile file with the
+ * directory ID and the key its entries' names are encrypted under), cached
+ * in the directory's inode so a lookup costs one name encryption and one
+ * fstatat; and the encrypted names themselves, with the side files of long
+ * names.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int fs_random(void *p, size_t n)
+{
+	uint8_t *b = p;
+	ssize_t got;
+
+	while (n > 0) {
+		got = getrandom(b, n, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		b += got;
+		n -= (size_t)got;
+	}
+	return 0;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void dirhdr_encode(const struct fs_dirhdr *h, uint8_t out[DIRHDR_LEN])
+{
+	memset(out, 0, DIRHDR_LEN);
+	memcpy(out, DIRHDR_MAGIC, 8);
+	put_le16(out + 8, DIRHDR_VERSION);
+	put_le32(out + 12, h->name_key);
+	memcpy(out + 16, h->dir_id, WIRE_FILE_ID_LEN);
+	put_le32(out + 32, h->sector_size);
+}
+
+/* Parse first, then validate: an exact length, our magic and version, no
+ * flags or recipients this version does not know, a sane sector size. */
+static int dirhdr_decode(const uint8_t *in, size_t len, struct fs_dirhdr *h, char *why,
+			 size_t cap)
+{
+	uint32_t ss;
+
+	memset(h, 0, sizeof(*h));
+	if (len != DIRHDR_LEN)
+		return snprintf(why, cap, "header is %zu bytes, not %d", len, DIRHDR_LEN), -EIO;
+	if (memcmp(in, DIRHDR_MAGIC, 8) != 0)
+		return snprintf(why, cap, "bad magic"), -EIO;
+	if (in[8] != DIRHDR_VERSION || in[9] != 0)
+		return snprintf(why, cap, "unknown version %u", in[8] | in[9] << 8), -EIO;
+	if (in[10] || in[11] || get_le32(in + 36) != 0)
+		return snprintf(why, cap, "flags or recipients this version cannot read"), -EIO;
+	ss = get_le32(in + 32);
+	if (ss < 512 || ss > 65536 || (ss & (ss - 1)))
+		return snprintf(why, cap, "bad sector size %u", ss), -EIO;
+	h->name_key = get_le32(in + 12);
+	memcpy(h->dir_id, in + 16, WIRE_FILE_ID_LEN);
+	h->sector_size = ss;
+	return 0;
+}
+
+static int dirhdr_read(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)
+{
+	uint8_t buf[DIRHDR_LEN + 1];
+	struct sefile *f = NULL;
+	char why[128];
+	ssize_t n;
+	int fd, rc;
+
+	fd = openat(dir->fd, SEKEYFS_DIRHDR_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		fs_log(fs, LOG_ERR, "directory inode %llu: no header %s: %s (not a sekeyfs directory?)",
+		       (unsigned long long)dir->ino, SEKEYFS_DIRHDR_NAME, strerror(-rc));
+		return rc == -ENOENT ? -EIO : rc;
+	}
+	rc = sefile_open(&f, fs->pool, fd);
+	if (rc != SEFILE_OK) {
+		rc = fs_sefile_err(fs, rc, "directory header");
+		goto out;
+	}
+	n = sefile_pread(f, buf, sizeof(buf), 0);
+	if (n < 0) {
+		rc = fs_sefile_err(fs, (int)n, "directory header");
+		goto out;
+	}
+	rc = dirhdr_decode(buf, (size_t)n, out, why, sizeof(why));
+	if (rc)
+		fs_log(fs, LOG_ERR, "directory inode %llu: header: %s",
+		       (unsigned long long)dir->ino, why);
+out:
+	if (f)
+		sefile_close(f);
+	close(fd);
+	return rc;
+}
+
+int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)
+{
+	int rc = 0;
+
+	if (!S_ISDIR(dir->type))
+		return -ENOTDIR;
+	pthread_mutex_lock(&dir->mu);
+	if (!dir->have_hdr) {
+		rc = dirhdr_read(fs, dir, &dir->hdr);
+		dir->have_hdr = rc == 0;
+	}
+	if (!rc)
+		*out = dir->hdr;
+	pthread_mutex_unlock(&dir->mu);
+	return rc;
+}
+
+/* A fresh temporary name in a backing directory. */
+static int tmp_name(char *out, size_t cap)
+{
+	uint8_t r[8];
+	int rc = fs_random(r, sizeof(r));
+
+	if (rc)
+		return rc;
+	snprintf(out, cap, FS_TMP_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
+		 r[3], r[4], r[5], r[6], r[7]);
+	return 0;
+}
+
+int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
+		    uint32_t sector_size, mode_t mode, int durable, char *err, size_t cap)
+{
+	struct sefile_params p = { .key_id = name_key };
+	struct fs_dirhdr h = { .name_key = name_key, .sector_size = sector_size };
+	uint8_t buf[DIRHDR_LEN];
+	struct sefile *f = NULL;
+	char tmp[64];
+	ssize_t n;
+	int fd, rc;
+
+	rc = fs_random(h.dir_id, sizeof(h.dir_id));
+	if (!rc)
+		rc = tmp_name(tmp, sizeof(tmp));
+	if (rc)
+		return snprintf(err, cap, "no random bytes: %s", strerror(-rc)), rc;
+	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    (mode & 0666) | 0600);
+	if (fd < 0)
+		return rc = -errno, snprintf(err, cap, "cannot create the header: %s", strerror(errno)), rc;
+	dirhdr_encode(&h, buf);
+	rc = sefile_create(&f, pool, fd, &p);
+	if (rc == SEFILE_OK) {
+		n = sefile_pwrite(f, buf, sizeof(buf), 0);
+		rc = n < 0 ? (int)n : n != (ssize_t)sizeof(buf) ? SEFILE_EIO : SEFILE_OK;
+	}
+	if (rc == SEFILE_OK && durable)
+		rc = sefile_fsync(f, 0);
+	if (f) {
+		int crc = sefile_close(f);
+		if (rc == SEFILE_OK)
+			rc = crc;
+	}
+	if (rc != SEFILE_OK) {
+		snprintf(err, cap, "cannot write the header: %s", sefile_errmsg());
+		rc = -sefile_errno(rc);
+	} else if (renameat(dirfd, tmp, dirfd, SEKEYFS_DIRHDR_NAME) != 0) {
+		rc = -errno;
+		snprintf(err, cap, "cannot rename the header into place: %s", strerror(errno));
+	}
+	if (rc)
+		unlinkat(dirfd, tmp, 0);
+	close(fd);
+	return rc;
+}
+
+int fs_name_encrypt(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *name,
+		    struct fs_name *out)
+{
+	int rc;
+
+	rc = sefile_name_encrypt(fs->pool, h->name_key, h->dir_id, name, out->enc,
+				 sizeof(out->enc), &out->is_long, out->full, sizeof(out->full));
+	if (rc == SEFILE_OK)
+		return 0;
+	if (rc == SEFILE_ENAMETOOLONG)
+		return -ENAMETOOLONG;
+	if (rc == SEFILE_EINVAL)
+		return -EINVAL;
+	return fs_sefile_err(fs, rc, "name encryption");
+}
+
+void fs_side_name(const char *enc, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s%s", enc, SEFILE_LONGNAME_SUFFIX);
+}
+
+/* Write all of buf to a new file at name in dirfd (temp + rename, so a
+ * reader never sees half of it). */
+static int write_small_file(int dirfd, const char *name, const char *buf, size_t len)
+{
+	char tmp[64];
+	ssize_t n;
+	int fd, rc = tmp_name(tmp, sizeof(tmp));
+
+	if (rc)
+		return rc;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, buf, len);
+	rc = n < 0 ? -errno : (size_t)n != len ? -EIO : 0;
+	if (close(fd) != 0 && !rc)
+		rc = -errno;
+	if (!rc && renameat(dirfd, tmp, dirfd, name) != 0)
+		rc = -errno;
+	if (rc)
+		unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+int fs_side_write(struct sekeyfs *fs, int dirfd, const struct fs_name *n)
+{
+	char side[SEFILE_ENCNAME_MAX + 16];
+	struct stat st;
+	int rc;
+
+	if (!n->is_long)
+		return 0;
+	fs_side_name(n->enc, side, sizeof(side));
+	/* The side file's name is a hash of its content: one that exists is right. */
+	if (fstatat(dirfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+		return 0;
+	rc = write_small_file(dirfd, side, n->full, strlen(n->full));
+	if (rc)
+		fs_log(fs, LOG_ERR, "cannot write long-name side file: %s", strerror(-rc));
+	return rc;
+}
+
+void fs_side_remove(struct sekeyfs *fs, int dirfd, const struct fs_name *n)
+{
+	char side[SEFILE_ENCNAME_MAX + 16];
+
+	if (!n->is_long)
+		return;
+	fs_side_name(n->enc, side, sizeof(side));
+	if (unlinkat(dirfd, side, 0) != 0 && errno != ENOENT)
+		fs_log(fs, LOG_WARNING, "cannot remove long-name side file: %s", strerror(errno));
+}
+
+/* The full encoding of a long name from its side file, checked against
+ * the hash in the entry's name. */
+static int read_side(struct sekeyfs *fs, int dirfd, const char *bname, char *full, size_t cap)
+{
+	char side[SEFILE_ENCNAME_MAX + 16];
+	ssize_t n;
+	int fd;
+
+	fs_side_name(bname, side, sizeof(side));
+	fd = openat(dirfd, side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, full, cap - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	full[n] = '\0';
+	if ((size_t)n == cap - 1 || !sefile_name_long_matches(bname, full)) {
+		fs_log(fs, LOG_ERR, "long name %.24s...: side file does not match its entry", bname);
+		return -EIO;
+	}
+	return 0;
+}
+
+int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
+		    const char *bname, char *out, size_t cap)
+{
+	char full[SEFILE_ENCNAME_FULL_MAX + 2];
+	const char *enc = bname;
+	int rc;
+
+	if (bname[0] == '.' || sefile_name_is_side_file(bname))
+		return 1;
+	if (sefile_name_is_long(bname)) {
+		rc = read_side(fs, dirfd, bname, full, sizeof(full));
+		if (rc)
+			return rc;
+		enc = full;
+	}
+	rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
+	if (rc != SEFILE_OK)
+		return fs_sefile_err(fs, rc, "readdir: skipped an entry");
+	return 0;
+}

@@ -1,0 +1,221 @@
+/*
+ * internal.h - what the files of fs/ share and nobody else sees: the file
+ * system and inode structures, the directory header, and the helpers each
+ * file lends the others.
+ *
+ * Lock order (never take an earlier lock while holding a later one):
+ *   1. inode->sf_lock   (rwlock: shared around I/O on the inode's open
+ *                        SEfile, exclusive to open/replace/close it)
+ *   2. inode->mu        (the directory header cache)
+ *   3. fs->table_mu     (the (dev, ino) -> inode map and lookup counts)
+ *   4. the cube pool's own mutex (inside sefile/, never held across calls)
+ * No lock is held across a FUSE reply.  Only the table mutex is ever taken
+ * on two inodes' behalf at once, so no two inode locks nest.
+ */
+#ifndef SEKEYFS_FS_INTERNAL_H
+#define SEKEYFS_FS_INTERNAL_H
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "fs.h"
+
+/* ---- directory header (dir.c), the content of SEKEYFS_DIRHDR_NAME ----
+ *   off size
+ *   0   8   magic "SEKEYDIR"
+ *   8   2   version (1)
+ *   10  2   flags (0)
+ *   12  4   name key ID: entries' names are encrypted under it
+ *   16  16  directory ID: every entry name is bound to it
+ *   32  4   sector size of new files
+ *   36  4   recipients count (0: reserved for SEkey)
+ * 40 bytes exactly, little-endian, inside a SEfile file (so authenticated). */
+#define DIRHDR_MAGIC   "SEKEYDIR"
+#define DIRHDR_VERSION 1
+#define DIRHDR_LEN     40
+
+struct fs_dirhdr {
+	uint8_t dir_id[WIRE_FILE_ID_LEN];
+	uint32_t name_key;
+	uint32_t sector_size;
+};
+
+/* Prefix of temporary names in BACKING (never a valid encrypted name). */
+#define FS_TMP_PREFIX ".sekeyfs-tmp."
+
+struct fs_inode {
+	struct fs_inode *next;      /* hash chain; fs->table_mu */
+	dev_t dev;
+	ino_t ino;
+	int fd;                     /* O_PATH; immutable while the inode lives */
+	mode_t type;                /* S_IFMT bits; immutable */
+	uint64_t nlookup;           /* fs->table_mu */
+
+	pthread_mutex_t mu;         /* guards have_hdr, hdr */
+	int have_hdr;
+	struct fs_dirhdr hdr;
+
+	pthread_rwlock_t sf_lock;   /* guards the fields below */
+	struct sefile *sf;          /* shared by every open handle */
+	int sf_fd;
+	int sf_writable;
+	unsigned sf_users;
+	uint32_t sector_size;       /* of this file, once known */
+};
+
+struct sekeyfs {
+	struct sefile_cube *pool;
+	struct sekeyfs_config cfg;
+	uint32_t sector_size;       /* the root header's: new files */
+	struct fs_inode root;
+	pthread_mutex_t table_mu;
+	struct fs_inode **buckets;
+	size_t nbuckets;
+	size_t ninodes;
+};
+
+/* An open file (fi->fh). */
+struct fs_handle {
+	struct fs_inode *ino;
+	int append;
+	int writable;
+};
+
+/* An open directory (fi->fh). */
+struct fs_dirhandle {
+	DIR *dp;
+	off_t offset;
+	struct dirent *entry;       /* pending entry that did not fit */
+	struct fs_dirhdr hdr;
+};
+
+/* ---- log.c ---- */
+void fs_log(const struct sekeyfs *fs, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Turn a SEfile code into -errno, logging integrity/key failures with what. */
+int fs_sefile_err(const struct sekeyfs *fs, int code, const char *what);
+
+/* ---- inode.c ---- */
+int fs_table_init(struct sekeyfs *fs);
+void fs_table_free(struct sekeyfs *fs);
+struct fs_inode *fs_inode_of(struct sekeyfs *fs, fuse_ino_t ino);
+/* Find or make the inode for name in dir (stat in *st, fixed up); one
+ * lookup counted.  Returns 0 or -errno. */
+int fs_inode_lookup(struct sekeyfs *fs, struct fs_inode *dir, const char *bname,
+		    struct fs_inode **out, struct stat *st);
+void fs_inode_forget(struct sekeyfs *fs, struct fs_inode *ino, uint64_t n);
+int fs_inode_init(struct fs_inode *ino);
+void fs_inode_destroy(struct fs_inode *ino);
+/* /proc/self/fd/N path of an inode's O_PATH fd (buf >= 64). */
+void fs_proc_path(const struct fs_inode *ino, char *buf, size_t cap);
+
+/* ---- attr.c ---- */
+/* stat of an inode with the plaintext size.  Returns 0 or -errno. */
+int fs_stat(struct sekeyfs *fs, struct fs_inode *ino, struct stat *st);
+/* Replace a backing st_size by the plaintext size for its type. */
+void fs_fix_size(struct sekeyfs *fs, struct fs_inode *ino, struct stat *st);
+
+/* ---- dir.c ---- */
+int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out);
+/* Write a new header (fresh directory ID) into the directory dirfd,
+ * through a temporary name; durable: fsync it.  0 or -errno with err set. */
+int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
+		    uint32_t sector_size, mode_t mode, int durable, char *err, size_t cap);
+struct fs_name {
+	char enc[SEFILE_ENCNAME_MAX + 1];  /* the backing name */
+	int is_long;
+	char full[1024];                    /* long names: the side file's content */
+};
+int fs_name_encrypt(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *name,
+		    struct fs_name *out);
+/* The side file name of a long name (cap >= SEFILE_ENCNAME_MAX + 16). */
+void fs_side_name(const char *enc, char *out, size_t cap);
+/* Make sure a long name's side file exists in dirfd.  0 or -errno. */
+int fs_side_write(struct sekeyfs *fs, int dirfd, const struct fs_name *n);
+/* Drop a long name's side file (after its entry is gone). */
+void fs_side_remove(struct sekeyfs *fs, int dirfd, const struct fs_name *n);
+/* Plaintext of backing name bname in dirfd; 0, 1 = not an entry (skip),
+ * or -errno (logged: undecryptable names are skipped by readdir). */
+int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
+		    const char *bname, char *out, size_t cap);
+/* Random bytes from the kernel. */
+int fs_random(void *p, size_t n);
+
+/* ---- file.c: the shared SEfile of an inode ---- */
+int fs_file_acquire(struct sekeyfs *fs, struct fs_inode *ino, int want_write);
+void fs_file_release(struct sekeyfs *fs, struct fs_inode *ino);
+/* Make a new empty SEfile file under key_id at a temporary name in dirfd,
+ * then rename it to bname (no replace: -EEXIST).  The open file and its
+ * backing fd (O_RDWR) come back in *sfp, *fdp.  0 or -errno. */
+int fs_file_create(struct sekeyfs *fs, int dirfd, const char *bname, mode_t mode,
+		   uint32_t key_id, struct sefile **sfp, int *fdp);
+/* Make sf (on fd) the inode's shared open file, for one user. */
+void fs_file_install(struct sekeyfs *fs, struct fs_inode *ino, struct sefile *sf, int fd);
+
+/* ---- symlink.c ---- */
+int fs_symlink_encrypt(struct sekeyfs *fs, uint32_t key_id, const char *target, char *out,
+		       size_t cap);
+int fs_symlink_decrypt(struct sekeyfs *fs, const char *stored, char *out, size_t cap);
+/* Plaintext length of a stored target of len bytes. */
+uint64_t fs_symlink_plain_len(uint64_t stored_len);
+
+/* ---- b64.c: base64url without padding ---- */
+size_t fs_b64_enc_len(size_t n);
+void fs_b64_encode(const uint8_t *in, size_t n, char *out);
+/* Returns the decoded length or -1 for a bad string. */
+long fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
+
+/* ---- key choice ---- */
+uint32_t fs_new_file_key(const struct sekeyfs *fs, const struct fs_dirhdr *parent);
+
+/* ---- ops: the operations, one group per file ---- */
+void fs_op_init(void *userdata, struct fuse_conn_info *conn);
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi);
+void fs_op_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags);
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  struct fuse_file_info *fi);
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		     struct fuse_file_info *fi);
+
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		    size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+#endif

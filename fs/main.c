@@ -1,0 +1,75 @@
+/*
+ * main.c - the sekeyfs program: mount an encrypted share, or initialise
+ * one with --init.  Exit status: 0 ok, 1 usage, 2 damaged share, 3 key
+ * missing or unusable, 4 cube (unreachable, wrong PIN, locked), 5 I/O.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+static int init_share(struct sekeyfs_args *a, struct sefile_cube *pool)
+{
+	char err[512];
+	int fd, rc;
+
+	fd = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "sekeyfs: BACKING %s: %s\n", a->backing, strerror(errno));
+		return 5;
+	}
+	rc = sekeyfs_init_share(pool, fd, a->key_id, err, sizeof(err));
+	close(fd);
+	if (rc) {
+		fprintf(stderr, "sekeyfs: --init: %s\n", err);
+		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -ENOTEMPTY || rc == -EEXIST ? 1 : 5;
+	}
+	printf("initialised %s (key %u)\n", a->backing, a->key_id);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sefile_cube *pool = NULL;
+	struct sekeyfs_args a;
+	char pin[WIRE_PIN_MAX + 2], err[512];
+	int rc;
+
+	if (sekeyfs_args_parse(&a, argc, argv) != 0) {
+		sekeyfs_args_free(&a);
+		return 1;
+	}
+	if (a.help) {
+		sekeyfs_usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		sekeyfs_args_free(&a);
+		return 0;
+	}
+	if (a.version) {
+		printf("sekeyfs 1.0 (libfuse %s)\n", fuse_pkgversion());
+		sekeyfs_args_free(&a);
+		return 0;
+	}
+	if (sekeyfs_read_pin(a.pin_file, a.pin_fd, pin, sizeof(pin)) != 0) {
+		sekeyfs_args_free(&a);
+		return 4;
+	}
+	rc = sefile_cube_open(&pool, a.device, a.admin ? WIRE_ROLE_ADMIN : WIRE_ROLE_USER, pin,
+			      a.connections, err, sizeof(err));
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (rc != SEFILE_OK) {
+		fprintf(stderr, "sekeyfs: cube %s: %s\n", a.device, err);
+		sekeyfs_args_free(&a);
+		return 4;
+	}
+	rc = a.init ? init_share(&a, pool) : sekeyfs_mount(&a, pool);
+	sefile_cube_close(pool);
+	sekeyfs_args_free(&a);
+	return rc;
+}

@@ -1,0 +1,315 @@
+/*
+ * mount.c - the program around the file system: the command line (our
+ * options both as --long and as -o name=value, so `mount -t fuse.sekeyfs`
+ * and /etc/fstab work), the PIN (file, fd, or the terminal without echo;
+ * never the command line), and the mount itself: session, signals
+ * (SIGTERM/SIGINT/SIGHUP end the loop and unmount), daemonizing after the
+ * PIN was accepted, syslog in the background, the multithreaded loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum { KEY_RO, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, f, v) { t, offsetof(struct sekeyfs_args, f), v }
+static const struct fuse_opt sekeyfs_opts[] = {
+	OPT("--device %s", device, 0),
+	OPT("--device=%s", device, 0),
+	OPT("device=%s", device, 0),
+	OPT("--pin-file %s", pin_file, 0),
+	OPT("--pin-file=%s", pin_file, 0),
+	OPT("pin_file=%s", pin_file, 0),
+	OPT("--pin-fd %d", pin_fd, 0),
+	OPT("--pin-fd=%d", pin_fd, 0),
+	OPT("pin_fd=%d", pin_fd, 0),
+	OPT("--key %u", key_id, 0),
+	OPT("--key=%u", key_id, 0),
+	OPT("key=%u", key_id, 0),
+	OPT("--connections %u", connections, 0),
+	OPT("--connections=%u", connections, 0),
+	OPT("connections=%u", connections, 0),
+	OPT("--admin", admin, 1),
+	OPT("admin", admin, 1),
+	OPT("--init", init, 1),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END
+};
+
+void sekeyfs_usage(const char *prog)
+{
+	printf("usage: %s [options] BACKING MOUNTPOINT\n"
+	       "       %s --init --key ID [options] BACKING\n\n"
+	       "Mount the encrypted share BACKING on MOUNTPOINT; every key stays in the cube.\n\n"
+	       "sekeyfs options (also as -o device=DIR,key=ID,pin_file=F,pin_fd=N,admin,connections=N):\n"
+	       "    --device DIR        the cube (emulated cube directory, or usb:SERIAL)\n"
+	       "    --pin-file F        read the PIN from the first line of F\n"
+	       "    --pin-fd N          read the PIN from file descriptor N\n"
+	       "                        (else it is asked on the terminal, without echo)\n"
+	       "    --key ID            key for new files (default: the share's root key)\n"
+	       "    --admin             log in to the cube as administrator\n"
+	       "    --connections N     cube connections for parallel crypto (default 4)\n"
+	       "    --init              initialise the empty directory BACKING as a share\n\n",
+	       prog, prog);
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct sekeyfs_args *a = data;
+
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!a->backing) {
+			a->backing = realpath(arg, NULL);
+			if (!a->backing) {
+				fprintf(stderr, "sekeyfs: BACKING %s: %s\n", arg, strerror(errno));
+				return -1;
+			}
+			return 0;
+		}
+		return 1;
+	case KEY_RO:
+		a->cfg.read_only = 1;
+		return 1;
+	case KEY_HELP:
+		a->help = 1;
+		return 0;
+	case KEY_VERSION:
+		a->version = 1;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* The device spec with its path made absolute: the daemon runs in "/". */
+static int absolute_device(struct sekeyfs_args *a)
+{
+	const char *path = a->device;
+	char *abs, *spec;
+	size_t n;
+
+	if (!strncmp(path, "usb:", 4))
+		return 0;
+	if (!strncmp(path, "dir:", 4))
+		path += 4;
+	abs = realpath(path, NULL);
+	if (!abs) {
+		fprintf(stderr, "sekeyfs: device %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	n = strlen(abs) + 5;
+	spec = malloc(n);
+	if (!spec) {
+		free(abs);
+		return -1;
+	}
+	snprintf(spec, n, "dir:%s", abs);
+	free(abs);
+	free(a->device);
+	a->device = spec;
+	return 0;
+}
+
+int sekeyfs_args_parse(struct sekeyfs_args *a, int argc, char **argv)
+{
+	struct fuse_args init = FUSE_ARGS_INIT(argc, argv);
+
+	memset(a, 0, sizeof(*a));
+	a->fuse = init;
+	a->pin_fd = -1;
+	a->connections = 4;
+	a->cfg.timeout = 1.0;
+	if (fuse_opt_parse(&a->fuse, a, sekeyfs_opts, opt_proc) != 0)
+		return -1;
+	if (a->help || a->version)
+		return 0;
+	if (!a->backing) {
+		fprintf(stderr, "sekeyfs: no BACKING directory given (see --help)\n");
+		return -1;
+	}
+	if (!a->device) {
+		fprintf(stderr, "sekeyfs: no cube given: --device DIR or -o device=DIR\n");
+		return -1;
+	}
+	if (absolute_device(a) != 0)
+		return -1;
+	if (a->connections < 1 || a->connections > 64) {
+		fprintf(stderr, "sekeyfs: --connections must be 1..64\n");
+		return -1;
+	}
+	if (a->init) {
+		if (!a->key_id) {
+			fprintf(stderr, "sekeyfs: --init needs --key ID\n");
+			return -1;
+		}
+		return 0;
+	}
+	if (fuse_parse_cmdline(&a->fuse, &a->cmd) != 0)
+		return -1;
+	if (!a->cmd.mountpoint) {
+		fprintf(stderr, "sekeyfs: no MOUNTPOINT given (see --help)\n");
+		return -1;
+	}
+	a->cfg.key_id = a->key_id;
+	a->cfg.foreground = a->cmd.foreground;
+	a->cfg.debug = a->cmd.debug;
+	return 0;
+}
+
+void sekeyfs_args_free(struct sekeyfs_args *a)
+{
+	free(a->backing);
+	free(a->device);
+	free(a->pin_file);
+	free(a->cmd.mountpoint);
+	fuse_opt_free_args(&a->fuse);
+	memset(a, 0, sizeof(*a));
+}
+
+/* Read one line (up to cap - 1 bytes) from fd into pin; newline cut. */
+static int read_line(int fd, char *pin, size_t cap)
+{
+	size_t n = 0;
+	ssize_t got;
+	char ch;
+
+	while (n + 1 < cap) {
+		got = read(fd, &ch, 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0 || ch == '\n')
+			break;
+		pin[n++] = ch;
+	}
+	if (n > 0 && pin[n - 1] == '\r')
+		n--;
+	pin[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+static int read_tty(char *pin, size_t cap)
+{
+	struct termios old, quiet;
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC), rc;
+	static const char prompt[] = "Cube PIN: ";
+
+	if (fd < 0)
+		return -1;
+	if (tcgetattr(fd, &old) != 0) {
+		close(fd);
+		return -1;
+	}
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+	quiet.c_lflag |= ICANON;
+	if (write(fd, prompt, sizeof(prompt) - 1) < 0 || tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
+		close(fd);
+		return -1;
+	}
+	rc = read_line(fd, pin, cap);
+	tcsetattr(fd, TCSAFLUSH, &old);
+	if (write(fd, "\n", 1) < 0)
+		rc = rc ? rc : 0;
+	close(fd);
+	return rc;
+}
+
+int sekeyfs_read_pin(const char *file, int fd, char *pin, size_t cap)
+{
+	int rc, own = -1;
+
+	if (file) {
+		own = open(file, O_RDONLY | O_CLOEXEC);
+		if (own < 0) {
+			fprintf(stderr, "sekeyfs: PIN file %s: %s\n", file, strerror(errno));
+			return -1;
+		}
+		fd = own;
+	}
+	rc = fd >= 0 ? read_line(fd, pin, cap) : read_tty(pin, cap);
+	if (own >= 0)
+		close(own);
+	if (rc != 0) {
+		OPENSSL_cleanse(pin, cap);
+		fprintf(stderr, "sekeyfs: no PIN %s\n",
+			file ? "in the PIN file" : fd >= 0 ? "on the PIN fd" : "(no terminal to ask on)");
+	}
+	return rc;
+}
+
+static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
+{
+	struct fuse_loop_config *lc;
+	int rc;
+
+	if (cmd->singlethread)
+		return fuse_session_loop(se);
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(lc, (unsigned)cmd->clone_fd);
+	fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
+	fuse_loop_cfg_set_max_threads(lc, cmd->max_threads);
+	rc = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return rc;
+}
+
+int sekeyfs_mount(struct sekeyfs_args *a, struct sefile_cube *pool)
+{
+	struct fuse_session *se = NULL;
+	struct sekeyfs *fs = NULL;
+	char err[512];
+	int fd, rc, status = 5;
+
+	fd = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "sekeyfs: BACKING %s: %s\n", a->backing, strerror(errno));
+		return 5;
+	}
+	rc = sekeyfs_new(&fs, pool, fd, &a->cfg, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "sekeyfs: %s\n", err);
+		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
+	}
+	/* Modes come from the kernel with the caller's umask applied. */
+	umask(0);
+	se = fuse_session_new(&a->fuse, sekeyfs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	if (fuse_session_mount(se, a->cmd.mountpoint) != 0)
+		goto out_signals;
+	if (!a->cfg.foreground)
+		openlog("sekeyfs", LOG_PID, LOG_DAEMON);
+	if (fuse_daemonize(a->cmd.foreground) != 0)
+		goto out_unmount;
+	rc = run_loop(se, &a->cmd);
+	status = rc == 0 ? 0 : 5;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	if (se)
+		fuse_session_destroy(se);
+	sekeyfs_free(fs);
+	return status;
+}

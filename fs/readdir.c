@@ -1,0 +1,165 @@
+/*
+ * readdir.c - listing a directory: the backing entries with their names
+ * decrypted under the directory's header.  The header, temporary names
+ * and long-name side files are not entries; a name that does not decrypt
+ * (tampered, moved from another directory, another key) is skipped and
+ * logged, never shown garbled.  Offsets are the backing directory's own
+ * (telldir), as in libfuse's passthrough_ll.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static struct fs_dirhandle *dirhandle_of(struct fuse_file_info *fi)
+{
+	return (struct fs_dirhandle *)(uintptr_t)fi->fh;
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sekeyfs *fs = fuse_req_userdata(req);
+	struct fs_inode *p = fs_inode_of(fs, ino);
+	struct fs_dirhandle *d = calloc(1, sizeof(*d));
+	int fd = -1, rc;
+
+	rc = d ? fs_dirhdr_get(fs, p, &d->hdr) : -ENOMEM;
+	if (!rc) {
+		fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd < 0 ? -errno : 0;
+	}
+	if (!rc) {
+		d->dp = fdopendir(fd);
+		rc = d->dp ? 0 : -errno;
+	}
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	/* The listing changes only through this mount (or a remote writer the
+	 * attribute timeout covers), so let the kernel cache it. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		closedir(d->dp);
+		free(d);
+	}
+}
+
+/* Add one decrypted entry; returns the bytes it took (0: no room). */
+static size_t add_entry(fuse_req_t req, struct sekeyfs *fs, struct fs_inode *dir, int plus,
+			char *buf, size_t room, const char *name, const struct dirent *de,
+			off_t next)
+{
+	struct fuse_entry_param e;
+	size_t used;
+
+	memset(&e, 0, sizeof(e));
+	e.attr.st_ino = de->d_ino;
+	e.attr.st_mode = (mode_t)de->d_type << 12;
+	if (!plus)
+		return fuse_add_direntry(req, buf, room, name, &e.attr, next);
+	if (strcmp(name, ".") && strcmp(name, "..")) {
+		struct fs_inode *p;
+
+		if (fs_inode_lookup(fs, dir, de->d_name, &p, &e.attr) != 0)
+			return (size_t)-1;  /* gone meanwhile: skip it */
+		e.ino = (uintptr_t)p;
+		e.attr_timeout = fs->cfg.timeout;
+		e.entry_timeout = fs->cfg.timeout;
+	}
+	used = fuse_add_direntry_plus(req, buf, room, name, &e, next);
+	if (used > room && e.ino)
+		fs_inode_forget(fs, fs_inode_of(fs, e.ino), 1);
+	return used;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
+{
+	struct sekeyfs *fs = fuse_req_userdata(req);
+	struct fs_inode *dir = fs_inode_of(fs, ino);
+	struct fs_dirhandle *d = dirhandle_of(fi);
+	char *buf = malloc(size), name[SEFILE_NAME_MAX + 1];
+	size_t pos = 0, used;
+	const char *shown;
+	int rc = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off != d->offset) {
+		seekdir(d->dp, off);
+		d->entry = NULL;
+		d->offset = off;
+	}
+	for (;;) {
+		if (!d->entry) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (!d->entry) {
+				rc = errno ? -errno : 0;
+				break;
+			}
+		}
+		shown = d->entry->d_name;
+		if (strcmp(shown, ".") && strcmp(shown, "..")) {
+			rc = fs_name_decrypt(fs, dirfd(d->dp), &d->hdr, d->entry->d_name, name,
+					     sizeof(name));
+			shown = rc == 0 ? name : NULL;
+			rc = 0;
+		}
+		used = shown ? add_entry(req, fs, dir, plus, buf + pos, size - pos, shown, d->entry,
+					 d->entry->d_off)
+			     : (size_t)-1;
+		if (used != (size_t)-1 && used > size - pos)
+			break;  /* no room: this entry opens the next call */
+		if (used != (size_t)-1)
+			pos += used;
+		d->offset = d->entry->d_off;
+		d->entry = NULL;
+	}
+	/* An error after some entries is reported on the next call. */
+	if (rc && pos == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_dirhandle *d = dirhandle_of(fi);
+
+	closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	int fd = dirfd(dirhandle_of(fi)->dp);
+	int rc = datasync ? fdatasync(fd) : fsync(fd);
+
+	fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
