@@ -58,6 +58,8 @@ void sefile_cube_close(struct sefile_cube *pool);
 /* Borrow a connection for a direct cube call; give it back at once. */
 struct cube *sefile_cube_get(struct sefile_cube *pool);
 void sefile_cube_put(struct sefile_cube *pool, struct cube *c);
+/* SEAL and OPEN requests sent through the pool so far (tests, benchmarks). */
+uint64_t sefile_cube_requests(struct sefile_cube *pool);
 
 struct sefile;  /* one open SEfile file */
 
@@ -103,6 +105,15 @@ int sefile_info(struct sefile *f, struct sefile_info *out);
 /* Read and parse a header without authenticating it (ls, verify). */
 int sefile_peek_header(int fd, struct sefile_info *out);
 
+/* Bytes of the header at the start of every backing file (docs/FORMAT.md). */
+#define SEFILE_HEADER_LEN 124
+/* Parse the first SEFILE_HEADER_LEN bytes of buf without a cube (a pure
+ * function over untrusted bytes); out->size is the header's length field.
+ * SEFILE_OK or SEFILE_EFORMAT. */
+int sefile_header_parse(const uint8_t *buf, size_t len, struct sefile_info *out);
+/* 1 iff a stored sector (nonce || ct || tag, len bytes) is a hole: all zero. */
+int sefile_sector_is_hole(const uint8_t *stored, size_t len);
+
 /*
  * Verify every sector of the file in fd.  For each damaged sector cb is
  * called with its index and a reason; returns SEFILE_OK if the file is
@@ -114,6 +125,8 @@ int sefile_verify(struct sefile_cube *pool, int fd, sefile_damage_cb cb, void *a
 /*
  * Re-encrypt the SEfile file at dirfd/name under another key, crash-safely:
  * a new file next to it, fsync, rename over the old one, fsync the dir.
+ * A zero alg or sector_size in p keeps the file's own; all-zero sectors
+ * of the old file become holes in the new one.
  */
 int sefile_rekey(struct sefile_cube *pool, int dirfd, const char *name,
 		 const struct sefile_params *p);
@@ -144,6 +157,11 @@ int sefile_name_decrypt(struct sefile_cube *pool, uint32_t key_id,
 /* 1 iff a backing name is a long-name entry / its side file. */
 int sefile_name_is_long(const char *backing_name);
 int sefile_name_is_side_file(const char *backing_name);
+/* 1 iff full (a side file's content) is the encoding long name
+ * backing_name stands for (its hash matches); 0 otherwise. */
+int sefile_name_long_matches(const char *backing_name, const char *full);
+/* Largest encoding a side file holds (without the NUL). */
+#define SEFILE_ENCNAME_FULL_MAX 362
 
 const char *sefile_strerror(int err);
 /* Message of the last error on this thread. */

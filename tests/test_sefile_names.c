@@ -1,0 +1,208 @@
+/*
+ * test_sefile_names.c - encrypted file names: roundtrip, determinism,
+ * binding to the directory ID and the key, long names with their side
+ * file, the refused names, and tampered encodings (EIO).
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cube/cube.h"
+#include "helper_emu.h"
+#include "sefile/sefile.h"
+
+#define K_NAME 7
+#define K_OTHER 8
+
+struct env {
+	struct emu e;
+	struct sefile_cube *pool;
+};
+
+static const uint8_t dir_a[WIRE_FILE_ID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+static const uint8_t dir_b[WIRE_FILE_ID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17 };
+
+static void env_up(struct env *v)
+{
+	struct cube_key k1 = { K_NAME, WIRE_ALG_AES256_GCM, WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT, 0, WIRE_TIME_NEVER };
+	struct cube_key k2 = { K_OTHER, WIRE_ALG_AES256_GCM, WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT, 0, WIRE_TIME_NEVER };
+	struct cube *c;
+	char err[256];
+
+	emu_new(&v->e);
+	c = emu_login(&v->e, WIRE_ROLE_ADMIN);
+	ck_assert_int_eq(cube_key_generate(c, &k1), CUBE_OK);
+	ck_assert_int_eq(cube_key_generate(c, &k2), CUBE_OK);
+	cube_close(c);
+	ck_assert_msg(sefile_cube_open(&v->pool, v->e.dir, WIRE_ROLE_USER, EMU_USER_PIN, 1, err, sizeof(err)) ==
+			      SEFILE_OK, "pool: %s", err);
+}
+
+static void env_down(struct env *v)
+{
+	sefile_cube_close(v->pool);
+	emu_free(&v->e);
+}
+
+static void roundtrip(struct env *v, const char *name, int want_long)
+{
+	char enc[SEFILE_ENCNAME_MAX + 1], full[SEFILE_ENCNAME_FULL_MAX + 1], back[SEFILE_NAME_MAX + 1];
+	char enc2[SEFILE_ENCNAME_MAX + 1], full2[SEFILE_ENCNAME_FULL_MAX + 1];
+	int is_long = -1, is_long2 = -1;
+
+	ck_assert_msg(sefile_name_encrypt(v->pool, K_NAME, dir_a, name, enc, sizeof(enc), &is_long, full,
+					  sizeof(full)) == SEFILE_OK, "encrypt: %s", sefile_errmsg());
+	ck_assert_int_eq(is_long, want_long);
+	ck_assert_uint_le(strlen(enc), 255);
+	ck_assert_ptr_null(strchr(enc, '/'));
+	ck_assert_ptr_null(strchr(enc, '='));
+	ck_assert_str_ne(enc, ".");
+	ck_assert_str_ne(enc, "..");
+	/* deterministic */
+	ck_assert_int_eq(sefile_name_encrypt(v->pool, K_NAME, dir_a, name, enc2, sizeof(enc2), &is_long2, full2,
+					     sizeof(full2)), SEFILE_OK);
+	ck_assert_str_eq(enc, enc2);
+	if (want_long) {
+		char side[SEFILE_ENCNAME_MAX + 8];
+
+		ck_assert_str_eq(full, full2);
+		ck_assert_int_eq(strncmp(enc, SEFILE_LONGNAME_PREFIX, 3), 0);
+		ck_assert(sefile_name_is_long(enc));
+		ck_assert(!sefile_name_is_side_file(enc));
+		snprintf(side, sizeof(side), "%s%s", enc, SEFILE_LONGNAME_SUFFIX);
+		ck_assert(sefile_name_is_side_file(side));
+		ck_assert(!sefile_name_is_long(side));
+		ck_assert(sefile_name_long_matches(enc, full));
+		ck_assert(!sefile_name_long_matches(enc, enc));
+		ck_assert_int_eq(sefile_name_decrypt(v->pool, K_NAME, dir_a, full, back, sizeof(back)), SEFILE_OK);
+	} else {
+		ck_assert(!sefile_name_is_long(enc));
+		ck_assert(!sefile_name_is_side_file(enc));
+		ck_assert_int_eq(sefile_name_decrypt(v->pool, K_NAME, dir_a, enc, back, sizeof(back)), SEFILE_OK);
+	}
+	ck_assert_str_eq(back, name);
+	/* another directory: another encoding */
+	ck_assert_int_eq(sefile_name_encrypt(v->pool, K_NAME, dir_b, name, enc2, sizeof(enc2), &is_long2, full2,
+					     sizeof(full2)), SEFILE_OK);
+	ck_assert_str_ne(enc, enc2);
+}
+
+START_TEST(roundtrips)
+{
+	struct env v;
+	char name[SEFILE_NAME_MAX + 1];
+	size_t n;
+
+	env_up(&v);
+	roundtrip(&v, "a", 0);
+	roundtrip(&v, "plans.txt", 0);
+	roundtrip(&v, "r\xc3\xa9sum\xc3\xa9 \xe2\x9c\x93 with spaces", 0);
+	roundtrip(&v, "...", 0);
+	roundtrip(&v, ".hidden", 0);
+	/* the longest name that still fits in one component, and the first that does not */
+	for (n = 1; n <= SEFILE_NAME_MAX; n++) {
+		memset(name, 'x', n);
+		name[n] = '\0';
+		if ((4 * (n + 16) + 2) / 3 > 255) /* unpadded base64 of name + SIV tag */
+			break;
+	}
+	memset(name, 'y', n - 1);
+	name[n - 1] = '\0';
+	roundtrip(&v, name, 0);
+	memset(name, 'y', n);
+	name[n] = '\0';
+	roundtrip(&v, name, 1);
+	memset(name, 'z', SEFILE_NAME_MAX);
+	name[SEFILE_NAME_MAX] = '\0';
+	roundtrip(&v, name, 1);
+	env_down(&v);
+}
+END_TEST
+
+START_TEST(refused)
+{
+	struct env v;
+	char enc[SEFILE_ENCNAME_MAX + 1], full[SEFILE_ENCNAME_FULL_MAX + 1], name[SEFILE_NAME_MAX + 2];
+	int is_long;
+	const char *bad[] = { "", ".", "..", "a/b", "/", "dir/" };
+	size_t i;
+
+	env_up(&v);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(sefile_name_encrypt(v.pool, K_NAME, dir_a, bad[i], enc, sizeof(enc), &is_long,
+						     full, sizeof(full)), SEFILE_EINVAL);
+		ck_assert_str_eq(enc, "");
+	}
+	memset(name, 'q', SEFILE_NAME_MAX + 1);
+	name[SEFILE_NAME_MAX + 1] = '\0';
+	ck_assert_int_eq(sefile_name_encrypt(v.pool, K_NAME, dir_a, name, enc, sizeof(enc), &is_long, full,
+					     sizeof(full)), SEFILE_ENAMETOOLONG);
+	ck_assert_int_eq(sefile_errno(SEFILE_ENAMETOOLONG), ENAMETOOLONG);
+	env_down(&v);
+}
+END_TEST
+
+static void expect_eio(struct env *v, uint32_t key, const uint8_t *dir, const char *enc)
+{
+	char back[SEFILE_NAME_MAX + 1];
+	int rc = sefile_name_decrypt(v->pool, key, dir, enc, back, sizeof(back));
+
+	ck_assert_msg(rc == SEFILE_EINTEGRITY, "\"%s\": code %d", enc, rc);
+	ck_assert_int_eq(sefile_errno(rc), EIO);
+	ck_assert_str_eq(back, "");
+}
+
+START_TEST(tampered)
+{
+	struct env v;
+	char enc[SEFILE_ENCNAME_MAX + 1], full[SEFILE_ENCNAME_FULL_MAX + 1], t[SEFILE_ENCNAME_FULL_MAX + 1];
+	int is_long;
+	size_t i, len;
+
+	env_up(&v);
+	ck_assert_int_eq(sefile_name_encrypt(v.pool, K_NAME, dir_a, "secret-plan.odt", enc, sizeof(enc), &is_long,
+					     full, sizeof(full)), SEFILE_OK);
+	len = strlen(enc);
+	/* every character changed */
+	for (i = 0; i < len; i++) {
+		strcpy(t, enc);
+		t[i] = t[i] == 'A' ? 'B' : 'A';
+		expect_eio(&v, K_NAME, dir_a, t);
+	}
+	/* moved to another directory, another key, truncated, extended, garbage */
+	expect_eio(&v, K_NAME, dir_b, enc);
+	expect_eio(&v, K_OTHER, dir_a, enc);
+	strcpy(t, enc);
+	t[len - 1] = '\0';
+	expect_eio(&v, K_NAME, dir_a, t);
+	snprintf(t, sizeof(t), "%sAAAA", enc);
+	expect_eio(&v, K_NAME, dir_a, t);
+	expect_eio(&v, K_NAME, dir_a, "");
+	expect_eio(&v, K_NAME, dir_a, "not base64!");
+	expect_eio(&v, K_NAME, dir_a, "AAAAAAAAAAAAAAAAAAAAAA==");
+	expect_eio(&v, K_NAME, dir_a, "AAAA");
+	env_down(&v);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("sefile_names");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	emu_suite_begin();
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, roundtrips);
+	tcase_add_test(tc, refused);
+	tcase_add_test(tc, tampered);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	emu_suite_end();
+	return failed ? 1 : 0;
+}
