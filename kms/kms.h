@@ -1,0 +1,294 @@
+/*
+ * kms.h - SEkey, the key management system: the whole public face of kms/.
+ *
+ * One administrator (not a user) holds the admin cube, which holds every
+ * key; each user has a cube of their own.  The KMS keeps the metadata
+ * (users, groups with their security policy, keys with their life cycle,
+ * memberships, the audit log, and the tables the update distribution and
+ * recovery use) in an SQLite database the caller opens and hands over:
+ * the secure database (sefile/sdb.h) in production, a plain SQLite file in
+ * tests and benchmarks.  Key values never leave the cube; the KMS names
+ * keys by their 32-bit cube key ID.
+ *
+ * Design and rules as built (schema, state machine, find-key algorithm and
+ * its index, errors): docs/KMS.md.  In short:
+ *  - Key life cycle of the thesis section 4.2.1, exactly: every change is
+ *    checked against one transition table (kms_transition_allowed), a
+ *    refused change is KMS_ETRANSITION.
+ *  - With an admin cube, key values live in the cube and the cube's
+ *    validity window mirrors the state, so the cube itself refuses to
+ *    encrypt with a key that is not active.  Every change is
+ *    all-or-nothing: SQL in one savepoint, cube calls undone if any step
+ *    fails.
+ *  - find_key answers from an in-memory index (rebuilt on open, refreshed
+ *    on every change); SQL is for persistence only.
+ *  - Every change, and every refused change, is appended to a hash-chained
+ *    audit table (kms_audit_verify).
+ *
+ * A struct kms is not thread-safe: callers serialise.  It does not own the
+ * sqlite3 handle nor the cube; both must outlive it.  Every function
+ * returning int returns KMS_OK (0) or a negative KMS_E* code; kms_errmsg()
+ * gives the text of the last error of that handle.  Getters clear their
+ * outputs first.  Times are Unix seconds (int64_t); cryptoperiods seconds.
+ */
+#ifndef SEKEYFS_KMS_H
+#define SEKEYFS_KMS_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../cube/cube.h"
+#include "../wire/wire.h"
+
+enum kms_err {
+	KMS_OK = 0,
+	KMS_EINVAL = -1,      /* bad argument (name, algorithm, cryptoperiod...) */
+	KMS_ENOMEM = -2,
+	KMS_EDB = -3,         /* the database failed (kms_db_errcode has SQLite's code) */
+	KMS_ECUBE = -4,       /* the cube failed (kms_cube_errcode has the CUBE_E* code) */
+	KMS_EPERM = -5,       /* not the admin's KMS / not the admin cube */
+	KMS_ENOUSER = -6,     /* no such user */
+	KMS_ENOGROUP = -7,    /* no such group */
+	KMS_ENOSUCHKEY = -8,  /* no key with that ID */
+	KMS_ENOKEY = -9,      /* no usable key for the request (find_key) */
+	KMS_EEXIST = -10,     /* name taken, already a member */
+	KMS_ENOTMEMBER = -11, /* the user is not in that group */
+	KMS_ETRANSITION = -12,/* the life cycle forbids that state change */
+	KMS_EMAXKEYS = -13,   /* the group's policy allows no more keys */
+	KMS_EIMMUTABLE = -14, /* a group's algorithm never changes */
+	KMS_EKEYSTATE = -15,  /* the key's state forbids that use */
+	KMS_EEXPIRED = -16,   /* the key's cryptoperiod is over */
+	KMS_EAUDIT = -17,     /* the audit chain is broken */
+	KMS_ESCHEMA = -18,    /* the database is not a KMS database we know */
+	KMS_ESTALE = -19,     /* the in-memory index could not be refreshed: kms_reload */
+};
+
+/* Key states (thesis 4.2.1).  Values are stored in the database. */
+enum kms_key_state {
+	KMS_KEY_PREACTIVE = 1,
+	KMS_KEY_ACTIVE = 2,
+	KMS_KEY_SUSPENDED = 3,
+	KMS_KEY_DEACTIVATED = 4,
+	KMS_KEY_COMPROMISED = 5,
+	KMS_KEY_DESTROYED = 6,
+};
+
+/* Key types.  Only symmetric data encryption keys are managed. */
+enum kms_key_type {
+	KMS_KEY_TYPE_DATA = 1,
+};
+
+/* What a caller wants to do with a key (kms_key_check_use). */
+enum kms_use {
+	KMS_USE_ENCRYPT = 1,
+	KMS_USE_DECRYPT = 2,
+};
+
+/* Role of the database (kms_role). */
+enum kms_role {
+	KMS_ROLE_NONE = 0,  /* fresh database: kms_admin_init makes it the admin's */
+	KMS_ROLE_ADMIN = 1, /* the full KMS; changes allowed */
+	KMS_ROLE_USER = 2,  /* a user's subset (written by updates); read-only here */
+};
+
+#define KMS_NAME_MAX 63              /* bytes of a user/group name or key label */
+#define KMS_KEY_ID_FIRST 0x00100000u /* data key IDs are allocated from here up;
+				      * lower cube IDs are left to device keys */
+#define KMS_MAX_KEYS_LIMIT 1000000u  /* largest max_keys a policy may set */
+
+struct kms;
+
+struct kms_user {
+	uint32_t id;
+	char name[KMS_NAME_MAX + 1];
+	uint8_t serial[WIRE_SERIAL_LEN]; /* their cube's serial (zeros: not yet known) */
+	uint32_t update_key_id;          /* key encrypting their updates (0: none yet) */
+	uint32_t kwk_id;                 /* key wrapping their keys (0: none yet) */
+	uint32_t n_groups;
+	int64_t created;
+};
+
+/* A group's security policy (thesis 4.2.4 plus rotation, BRIEF section 5). */
+struct kms_policy {
+	uint8_t alg;            /* WIRE_ALG_AES256_GCM or WIRE_ALG_AES256_CTR_HMAC; immutable */
+	uint32_t max_keys;      /* keys not destroyed the group may own, >= 1 */
+	int64_t cryptoperiod;   /* default cryptoperiod of its keys, seconds, > 0 */
+	int rotate_on_remove;   /* removing a member replaces the active key (default 1) */
+};
+
+struct kms_group {
+	uint32_t id;
+	char name[KMS_NAME_MAX + 1];
+	struct kms_policy policy;
+	uint32_t n_members;
+	uint32_t n_keys;        /* keys not destroyed */
+	int64_t created;
+};
+
+struct kms_key {
+	uint32_t id;            /* also its ID in the cube */
+	char label[KMS_NAME_MAX + 1];
+	uint8_t alg;            /* enum wire_alg */
+	uint16_t length;        /* bits */
+	uint32_t group_id;      /* owner, fixed at creation (the group may be gone) */
+	enum kms_key_state state;
+	int64_t cryptoperiod;   /* min(requested, the policy's at creation), seconds */
+	enum kms_key_type type;
+	int64_t generated, activated, expires, suspended, deactivated, compromised, destroyed;
+	/* times; 0 = never happened (expires: 0 until activated) */
+};
+
+/* What find_key returns: the key to encrypt with. */
+struct kms_found {
+	uint32_t key_id;
+	uint8_t alg;
+	uint32_t group_id;
+};
+
+/* One audit record (kms_audit_list). */
+struct kms_audit_rec {
+	uint64_t seq;
+	int64_t time;
+	int result;             /* KMS_OK or the error the operation ended with */
+	char op[32];
+	char detail[256];
+};
+
+/* ---- errors ---- */
+
+/* Text of an error code (never NULL). */
+const char *kms_strerror(int err);
+/* Text of the last error on this handle, with detail (never NULL). */
+const char *kms_errmsg(const struct kms *k);
+/* SQLite extended result code of the last KMS_EDB (0 if none). */
+int kms_db_errcode(const struct kms *k);
+/* CUBE_E* code of the last KMS_ECUBE (0 if none). */
+int kms_cube_errcode(const struct kms *k);
+
+/* ---- start / stop (thesis sekey_start / sekey_stop) ---- */
+
+/* Start the KMS on db (creating the schema in an empty database) with an
+ * optional cube for key operations (NULL: metadata only, key values are
+ * not touched).  On an admin database whose admin cube serial is recorded,
+ * a cube given must be that cube (KMS_EPERM otherwise).  Builds the
+ * in-memory index.  On failure *out is NULL and, if err_text is given,
+ * the reason is copied there. */
+int kms_open(struct kms **out, sqlite3 *db, struct cube *cube, char *err_text, size_t err_cap);
+/* Stop: frees the handle; closes neither db nor cube. */
+void kms_close(struct kms *k);
+/* Make this database the administrator's (thesis sekey_admin_init).  With a
+ * cube, it must be logged in as admin, and its serial is recorded so that
+ * only it can later change keys.  KMS_EEXIST if already initialised. */
+int kms_admin_init(struct kms *k);
+enum kms_role kms_role(const struct kms *k);
+/* Rebuild the in-memory index from the database (after an outer
+ * transaction of the caller's was rolled back, or after KMS_ESTALE). */
+int kms_reload(struct kms *k);
+/* The clock used for generation/activation/... times and expiry in
+ * find_key (default: time(NULL)).  Tests set a fake one. */
+void kms_set_clock(struct kms *k, int64_t (*now)(void *arg), void *arg);
+
+/* ---- users (admin changes; anyone reads) ---- */
+
+/* Add a user named name (1..KMS_NAME_MAX bytes, printable, no ',' or '/');
+ * serial: their cube's serial, or NULL if not known yet.  *id gets the
+ * new ID.  KMS_EEXIST if the name is taken. */
+int kms_add_user(struct kms *k, const char *name, const uint8_t *serial, uint32_t *id);
+/* Record the user's device attributes (set by provisioning). */
+int kms_user_set_device(struct kms *k, uint32_t user_id, const uint8_t serial[WIRE_SERIAL_LEN],
+			uint32_t update_key_id, uint32_t kwk_id);
+/* Delete a user: they leave every group (each group's policy rotates its
+ * key), then the user is gone. */
+int kms_delete_user(struct kms *k, uint32_t user_id);
+int kms_user_info(struct kms *k, uint32_t user_id, struct kms_user *out);
+/* KMS_ENOUSER if no user has that name. */
+int kms_user_by_name(struct kms *k, const char *name, uint32_t *id);
+/* Every user, by ID; *out is malloc'ed (free()), NULL when *n is 0. */
+int kms_user_list(struct kms *k, struct kms_user **out, size_t *n);
+/* IDs of the groups of a user, ascending; *ids malloc'ed. */
+int kms_user_groups(struct kms *k, uint32_t user_id, uint32_t **ids, size_t *n);
+
+/* ---- groups ---- */
+
+/* The default policy: AES-256-GCM, 16 keys, one year, rotation on. */
+void kms_policy_default(struct kms_policy *p);
+/* Add an empty group with policy p (validated).  KMS_EEXIST: name taken. */
+int kms_add_group(struct kms *k, const char *name, const struct kms_policy *p, uint32_t *id);
+/* Delete a group: its members leave, its active and suspended keys are
+ * deactivated, its pre-active keys (never used) destroyed; the metadata of
+ * its keys is kept (files under them still decrypt). */
+int kms_delete_group(struct kms *k, uint32_t group_id);
+/* Change max_keys, cryptoperiod, rotate_on_remove (not retroactive);
+ * p->alg must equal the group's (KMS_EIMMUTABLE otherwise). */
+int kms_group_set_policy(struct kms *k, uint32_t group_id, const struct kms_policy *p);
+int kms_group_info(struct kms *k, uint32_t group_id, struct kms_group *out);
+int kms_group_by_name(struct kms *k, const char *name, uint32_t *id);
+int kms_group_list(struct kms *k, struct kms_group **out, size_t *n);
+/* IDs of the members of a group, ascending; *ids malloc'ed. */
+int kms_group_members(struct kms *k, uint32_t group_id, uint32_t **ids, size_t *n);
+/* KMS_EEXIST if already a member. */
+int kms_add_member(struct kms *k, uint32_t user_id, uint32_t group_id);
+/* Remove a member.  If the policy says rotate_on_remove and the group has
+ * an active key, a new key is generated and activated and every active or
+ * suspended key of the group is deactivated, in the same all-or-nothing
+ * change (KMS_EMAXKEYS if the policy has no room for the new key). */
+int kms_remove_member(struct kms *k, uint32_t user_id, uint32_t group_id);
+
+/* ---- keys ---- */
+
+/* Add a pre-active key owned by group_id, algorithm from its policy,
+ * cryptoperiod min(cryptoperiod, policy's) (0: the policy's).  With a
+ * cube, the key is generated inside it (usage ENCRYPT|DECRYPT|EXPORTABLE,
+ * a window in which it cannot encrypt yet).  *id gets its ID. */
+int kms_add_key(struct kms *k, uint32_t group_id, const char *label, int64_t cryptoperiod,
+		uint32_t *id);
+/* pre-active or suspended -> active (thesis sekey_activate_key).  The first
+ * activation sets activation = now and expiry = now + cryptoperiod; a
+ * suspended key keeps its expiry (KMS_EEXPIRED if it has passed). */
+int kms_activate_key(struct kms *k, uint32_t key_id);
+/* Any state change the transition table allows; KMS_ETRANSITION if not.
+ * DESTROYED destroys the value in the cube. */
+int kms_set_key_state(struct kms *k, uint32_t key_id, enum kms_key_state state);
+/* Deactivate every active or suspended key whose expiry is <= now;
+ * *n_expired (may be NULL) gets how many. */
+int kms_expired_check(struct kms *k, int64_t now, uint32_t *n_expired);
+int kms_key_info(struct kms *k, uint32_t key_id, struct kms_key *out);
+/* Keys of group_id (0: every key), by ID; *out malloc'ed. */
+int kms_key_list(struct kms *k, uint32_t group_id, struct kms_key **out, size_t *n);
+/* May key_id be used for use now?  Encrypt: active and not expired
+ * (KMS_EKEYSTATE / KMS_EEXPIRED).  Decrypt: any state but pre-active and
+ * destroyed; a compromised key is allowed with an audit warning. */
+int kms_key_check_use(struct kms *k, uint32_t key_id, enum kms_use use);
+/* 1 if the life cycle allows from -> to, else 0. */
+int kms_transition_allowed(enum kms_key_state from, enum kms_key_state to);
+const char *kms_state_name(enum kms_key_state s);
+
+/* ---- find key (thesis sekey_find_key_v1/v2/v3) ----
+ * Rules, in order: active (and not expired) keys only; unless a group is
+ * named, the smallest group that includes all the users (never a wider
+ * one: if the smallest has no active key, KMS_ENOKEY); then the strongest
+ * algorithm; then the shortest cryptoperiod; then the lowest ID. */
+
+/* For a pair of users (a == b: the user alone). */
+int kms_find_key_v1(struct kms *k, uint32_t user_a, uint32_t user_b, struct kms_found *out);
+/* For a user and a group: the group's best key, if the user is a member
+ * (KMS_ENOTMEMBER otherwise). */
+int kms_find_key_v2(struct kms *k, uint32_t user_id, uint32_t group_id, struct kms_found *out);
+/* For a set of n >= 1 users (duplicates allowed). */
+int kms_find_key_v3(struct kms *k, const uint32_t *users, size_t n, struct kms_found *out);
+
+/* ---- audit ---- */
+
+/* Append an event of another layer (e.g. an integrity failure seen by the
+ * file system) to the audit chain. */
+int kms_audit_log(struct kms *k, const char *op, int result, const char *detail);
+/* Check the whole chain: contiguous sequence, each hash = SHA-256(previous
+ * hash || record), last record = the recorded head.  KMS_EAUDIT with the
+ * first bad record's seq in *bad_seq (may be NULL; 0 when fine). */
+int kms_audit_verify(struct kms *k, uint64_t *bad_seq);
+/* Records with seq >= from_seq, at most max, ascending; *out malloc'ed. */
+int kms_audit_list(struct kms *k, uint64_t from_seq, size_t max, struct kms_audit_rec **out,
+		   size_t *n);
+
+#endif
