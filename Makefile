@@ -52,7 +52,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all check asan fuzz fuzz-long bench install clean demo stress deps
+.PHONY: all check asan fuzz fuzz-long bench bench-quick install clean demo stress deps
 all: $(BINS) $(TESTS) $(BENCHES)
 
 deps:
@@ -119,8 +119,12 @@ fuzz-long:
 bench: all
 	BUILD=$(BUILD) tools/run-bench
 
+# The same benchmarks, small and short (under two minutes), while developing.
+bench-quick: all
+	BENCH_QUICK=1 BUILD=$(BUILD) tools/run-bench
+
 stress: all
-	STRESS=1 BUILD=$(BUILD) tests/run-tests.sh
+	STRESS=1 SEFILE_FSX_OPS=$${SEFILE_FSX_OPS:-200000} BUILD=$(BUILD) tests/run-tests.sh
 
 demo: all
 	BUILD=$(BUILD) tools/demo

@@ -264,7 +264,7 @@ int dev_op_factory_init(struct device *d, struct request *r, struct wbuf *resp)
 	if (derive_session(d, eph, keys) != 0)
 		return WIRE_ST_INVALID; /* a small-order "public key" */
 	st = open_sealed(keys, zero_nonce, sealed, sealed_len, plain, sizeof(plain), &plain_len) == 0
-		? parse_init_pins(plain, plain_len, &admin, &alen, &user, &ulen) : WIRE_ST_AUTH;
+		? parse_init_pins(plain, plain_len, &admin, &alen, &user, &ulen) : WIRE_ST_INTEGRITY;
 	if (st == WIRE_ST_OK)
 		st = init_pins(d, admin, alen, user, ulen, user_max, admin_max);
 	fw_wipe(keys, sizeof(keys));
@@ -345,7 +345,7 @@ int dev_op_login(struct device *d, struct request *r, struct wbuf *resp)
 	memcpy(r->reply_key, keys + 64, 32);
 	r->has_reply_key = 1;
 	if (open_sealed(keys, zero_nonce, sealed, sealed_len, pin, sizeof(pin), &pin_len) != 0)
-		st = WIRE_ST_AUTH;
+		st = WIRE_ST_INTEGRITY;
 	else if (!pin_len_ok(pin_len))
 		st = WIRE_ST_INVALID;
 	else
@@ -396,7 +396,7 @@ int dev_op_set_pin(struct device *d, struct request *r, struct wbuf *resp)
 		return WIRE_ST_PERM;
 	session_nonce(&r->h, nonce);
 	if (open_sealed(r->s->pin_key, nonce, sealed, sealed_len, plain, sizeof(plain), &plain_len) != 0)
-		return WIRE_ST_AUTH;
+		return WIRE_ST_INTEGRITY;
 	wbuf_reader(&b, plain, plain_len);
 	wbuf_get_u8(&b, &pin_len);
 	wbuf_get_span(&b, &pin, pin_len);

@@ -16,7 +16,17 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -747,7 +757,7 @@ START_TEST(auth_failures)
 		wbuf_put_bytes(&b, eph, 32);
 		wbuf_put_lenbytes(&b, sealed, (uint32_t)seal_secret(other, zero, (const uint8_t *)"user-pin", 8, sealed));
 		r->mac = 0;
-		ck_assert_uint_eq(call(r, WIRE_OP_LOGIN, body, b.pos), WIRE_ST_AUTH);
+		ck_assert_uint_eq(call(r, WIRE_OP_LOGIN, body, b.pos), WIRE_ST_INTEGRITY);
 		ck_assert_uint_eq(hello_byte(r, HELLO_USER_TRIES), 5); /* no try was spent */
 	}
 	rig_free(r);
@@ -979,6 +989,182 @@ START_TEST(seal_throughput)
 }
 END_TEST
 
+/* ---- the secube-emu process ---- */
+
+/* The emulator binary: SECUBE_EMU, else ../bin/secube-emu beside this test. */
+static int emu_path(char *out, size_t cap)
+{
+	char self[PATH_MAX];
+	const char *env = getenv("SECUBE_EMU");
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(out, cap, "%s", env);
+		return access(out, X_OK);
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	snprintf(out, cap, "%s/../bin/secube-emu", dirname(self));
+	return access(out, X_OK);
+}
+
+static int run_emu(const char *bin, const char *arg1, const char *arg2)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(bin, bin, arg1, arg2, (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int connect_to(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/cube.sock", dir);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Send a frame (with fd in SCM_RIGHTS if fd >= 0), read the reply header. */
+static uint32_t sock_call(int sock, const uint8_t *frame, size_t len, int fd, uint8_t *reply, size_t cap,
+			  size_t *reply_len)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { (void *)frame, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct wire_header h;
+	size_t have = 0, need = WIRE_HEADER_LEN;
+	ssize_t n;
+
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	ck_assert_int_eq(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
+	while (have < need) {
+		n = read(sock, reply + have, need - have);
+		ck_assert_int_gt(n, 0);
+		have += (size_t)n;
+		if (have == WIRE_HEADER_LEN && need == WIRE_HEADER_LEN) {
+			ck_assert_int_eq(wire_header_parse(reply, &h), WIRE_ST_OK);
+			need += wire_frame_rest(&h);
+			ck_assert_uint_le(need, cap);
+		}
+	}
+	*reply_len = have;
+	wire_header_parse(reply, &h);
+	return h.status;
+}
+
+static int shm_memfd(size_t size, int sealable)
+{
+	int fd = memfd_create("test-shm", MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0));
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	return fd;
+}
+
+START_TEST(emulator_process)
+{
+	char bin[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 32];
+	uint8_t frame[WIRE_HEADER_LEN], reply[256];
+	struct wire_header h = { .op = WIRE_OP_HELLO, .flags = WIRE_F_SHM };
+	struct stat st;
+	size_t rl;
+	FILE *f;
+	int sock, fd, pid = 0;
+
+	if (emu_path(bin, sizeof(bin)) != 0) {
+		printf("emulator_process: no secube-emu binary, skipped\n");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/emu", base_dir);
+	ck_assert_int_eq(run_emu(bin, "--create", dir), 0);
+	ck_assert_int_eq(run_emu(bin, "--create", dir), 1);  /* never over an existing cube */
+	ck_assert_int_eq(run_emu(bin, dir, NULL), 0);        /* daemon: listening on return */
+	ck_assert_int_eq(run_emu(bin, dir, NULL), 3);        /* one emulator per directory */
+	snprintf(path, sizeof(path), "%s/cube.sock", dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/secube-emu.pid", dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	/* HELLO with a sealable memfd of the right size: shm_ok. */
+	sock = connect_to(dir);
+	wire_header_pack(&h, frame);
+	fd = shm_memfd(WIRE_SHM_SIZE, 1);
+	ck_assert_uint_eq(sock_call(sock, frame, sizeof(frame), fd, reply, sizeof(reply), &rl), WIRE_ST_OK);
+	ck_assert_uint_eq(rl, WIRE_HEADER_LEN + 72);
+	ck_assert_uint_eq(wire_rd32(reply + WIRE_HEADER_LEN + 56), 1);
+	ck_assert_int_ne(ftruncate(fd, 4096), 0); /* the device sealed it against shrinking */
+	close(fd);
+	/* Wrong size, or not sealable: refused, plain HELLO still answered. */
+	fd = shm_memfd(WIRE_SHM_SIZE / 2, 1);
+	ck_assert_uint_eq(sock_call(sock, frame, sizeof(frame), fd, reply, sizeof(reply), &rl), WIRE_ST_OK);
+	close(fd);
+	close(sock);
+	sock = connect_to(dir);
+	fd = shm_memfd(WIRE_SHM_SIZE, 0);
+	ck_assert_uint_eq(sock_call(sock, frame, sizeof(frame), fd, reply, sizeof(reply), &rl), WIRE_ST_OK);
+	ck_assert_uint_eq(wire_rd32(reply + WIRE_HEADER_LEN + 56), 0);
+	close(fd);
+	/* A broken header: MALFORMED, then the connection closes. */
+	memset(frame, 0xee, sizeof(frame));
+	ck_assert_uint_eq(sock_call(sock, frame, sizeof(frame), -1, reply, sizeof(reply), &rl), WIRE_ST_MALFORMED);
+	ck_assert_int_eq(read(sock, reply, 1), 0);
+	close(sock);
+	/* SIGTERM: clean exit, socket and pid file gone. */
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
+		usleep(20000);
+	ck_assert_int_ne(kill(pid, 0), 0);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/cube.sock", dir);
+	ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
+/* Cleanup: stop any emulator a failed test left, then remove the files. */
+static int kill_emu(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	FILE *f;
+	int pid = 0;
+
+	if (strcmp(path + ftw->base, "secube-emu.pid") != 0)
+		return 0;
+	f = fopen(path, "r");
+	if (f && fscanf(f, "%d", &pid) == 1 && pid > 1)
+		kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+	return 0;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	return remove(path);
@@ -1008,11 +1194,13 @@ int main(void)
 	tcase_add_test(tc, destroy_and_reset);
 	tcase_add_test(tc, channel_between_cubes);
 	tcase_add_test(tc, seal_throughput);
+	tcase_add_test(tc, emulator_process);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	nftw(base_dir, kill_emu, 16, FTW_PHYS);
 	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return failed ? 1 : 0;
 }
