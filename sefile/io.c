@@ -536,7 +536,7 @@ static int pwrite_locked(struct sefile *f, struct sefile_conn *cn, const uint8_t
 			for (i = 0; i < count; i++)
 				bytes += sector_len(w.new_size, f->shift, cs + i);
 			bytes += HDR_CLEAR_LEN + (w.pad ? sector_len(w.new_size, f->shift, w.pad_idx) : 0);
-			with_extras = nsec <= WIRE_MAX_SECTORS && bytes <= WIRE_MAX_BULK;
+			with_extras = nsec <= WIRE_MAX_SECTORS && bytes <= WIRE_MAX_BULK_REQ;
 		}
 		rc = write_chunk(f, cn, &w, buf, cs, (uint32_t)count, with_extras);
 		if (rc != SEFILE_OK)

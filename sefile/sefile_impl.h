@@ -64,8 +64,8 @@ struct sefile_cube {
 	atomic_uint_fast64_t requests;/* SEAL + OPEN requests sent */
 };
 
-#define CONN_SEALED_CAP ((size_t)WIRE_MAX_BULK + (size_t)(WIRE_MAX_SECTORS + 2) * SECTOR_OVERHEAD)
-#define CONN_PLAIN_CAP  ((size_t)WIRE_MAX_BULK)
+#define CONN_SEALED_CAP ((size_t)WIRE_MAX_BULK_REQ + (size_t)(WIRE_MAX_SECTORS + 2) * SECTOR_OVERHEAD)
+#define CONN_PLAIN_CAP  ((size_t)WIRE_MAX_BULK_REQ)
 #define CONN_SECS_CAP   (WIRE_MAX_SECTORS + 2)
 
 struct sefile_conn *conn_get(struct sefile_cube *pool);
