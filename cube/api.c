@@ -424,9 +424,9 @@ static int check_batch(struct cube *c, uint16_t op, const struct cube_sector *s,
 					 wire_op_name(op), i);
 		sum += s[i].len;
 	}
-	if (sum > WIRE_MAX_BULK)
+	if (sum > WIRE_MAX_BULK_REQ)
 		return cube_fail(c, CUBE_EINVAL, "%s: %zu bytes in one call (at most %u; split it)",
-				 wire_op_name(op), sum, WIRE_MAX_BULK);
+				 wire_op_name(op), sum, WIRE_MAX_BULK_REQ);
 	*total = sum;
 	return CUBE_OK;
 }

@@ -133,7 +133,7 @@ int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[
 /* Seal n sectors of one file in one request.  in: the plaintexts back to
  * back (sum of lens); out: for each sector nonce[12] ct tag[16] back to
  * back (sum of lens + n * WIRE_SECTOR_OVERHEAD).  n <= WIRE_MAX_SECTORS
- * and sum of lens <= WIRE_MAX_BULK; split bigger jobs. */
+ * and sum of lens <= WIRE_MAX_BULK_REQ; split bigger jobs. */
 int cube_seal(struct cube *c, uint32_t key_id, uint8_t alg, const uint8_t file_id[WIRE_FILE_ID_LEN],
 	      const struct cube_sector *sectors, uint32_t n, const uint8_t *in, uint8_t *out);
 /* Open n sealed sectors.  bad[i] is set to 1 for each sector whose tag

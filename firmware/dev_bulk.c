@@ -271,7 +271,7 @@ static int place_bulk(struct session *s, int shm, int sealing, struct bulk *b)
 			return WIRE_ST_INVALID;
 		b->sum += entry_len(b, i);
 	}
-	if (b->sum > WIRE_MAX_BULK)
+	if (b->sum > WIRE_MAX_BULK_REQ)
 		return WIRE_ST_INVALID;
 	sealed_len = b->sum + (uint64_t)b->n * WIRE_SECTOR_OVERHEAD;
 	b->in_len = shm ? (size_t)(sealing ? b->sum : sealed_len) : b->in_len;

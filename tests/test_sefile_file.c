@@ -233,6 +233,10 @@ START_TEST(requests_are_batched)
 	r0 = sefile_cube_requests(v.pool);
 	ck_assert_int_eq(sefile_pwrite(f, a + mib - 4096, mib + 4096, mib - 4096), (ssize_t)(mib + 4096));
 	ck_assert_uint_le(sefile_cube_requests(v.pool) - r0, 3);
+	/* 1 MiB appended at a sector boundary: data and header in one request */
+	r0 = sefile_cube_requests(v.pool);
+	ck_assert_int_eq(sefile_pwrite(f, a, mib, 2 * mib), (ssize_t)mib);
+	ck_assert_uint_eq(sefile_cube_requests(v.pool) - r0, 1);
 	/* 1 MiB overwritten in place: one request */
 	fill(a, mib, 10);
 	r0 = sefile_cube_requests(v.pool);

@@ -56,6 +56,10 @@
 #define WIRE_HEADER_LEN   24
 #define WIRE_TAG_LEN      16
 #define WIRE_MAX_BULK     (1u << 20)            /* sector data per request */
+/* What one SEAL/OPEN may carry in all: a 1 MiB run of data sectors plus
+ * the same file's header and padding pseudo-sectors, so a 1 MiB append is
+ * one request. */
+#define WIRE_MAX_BULK_REQ (WIRE_MAX_BULK + 8192u)
 #define WIRE_MAX_SECTORS  1024                  /* sectors per SEAL/OPEN */
 #define WIRE_MAX_BODY     (WIRE_MAX_BULK + 64u * 1024u)
 #define WIRE_SHM_SIZE     (2u * (WIRE_MAX_BULK + 64u * 1024u))
@@ -186,7 +190,7 @@ enum wire_op {
 	 * an AES256_KW key, usage WRAP|UNWRAP, not exportable. */
 	WIRE_OP_CHANNEL_DERIVE = 17,
 	/* user. req: u32 key_id u8 alg file_id[16] u32 n
-	 *       n x (u64 index u32 len)     len <= 65536, sum <= WIRE_MAX_BULK
+	 *       n x (u64 index u32 len)     len <= 65536, sum <= WIRE_MAX_BULK_REQ
 	 *       inline: lenbytes data   |  shm: u32 in_off u32 out_off
 	 * resp: inline: lenbytes out    |  shm: empty
 	 * out = for each sector: nonce[12] ct[len] tag[16].
