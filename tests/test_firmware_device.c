@@ -933,6 +933,135 @@ START_TEST(channel_between_cubes)
 }
 END_TEST
 
+/* Import a known key value through a channel with a key pair the test
+ * holds, so the test can recompute what the device produces. */
+static void import_known(struct rig *r, const uint8_t chan[32], uint32_t id, uint8_t alg, uint8_t usage,
+			 const uint8_t *value, size_t len)
+{
+	uint8_t plain[14 + 32], blob[64], body[100];
+	size_t blen = 0;
+	struct wbuf b;
+
+	wire_le32(plain, id);
+	plain[4] = alg;
+	plain[5] = usage;
+	wire_le32(plain + 6, 0);
+	wire_le32(plain + 10, WIRE_TIME_NEVER);
+	memcpy(plain + 14, value, len);
+	ck_assert_int_eq(fw_kwp_wrap(chan, 32, plain, 14 + len, blob, sizeof(blob), &blen), 0);
+	wbuf_writer(&b, body, sizeof(body));
+	wbuf_put_u32(&b, 200);
+	wbuf_put_lenbytes(&b, blob, (uint32_t)blen);
+	ck_assert_uint_eq(call(r, WIRE_OP_KEY_IMPORT, body, b.pos), WIRE_ST_OK);
+	ck_assert_uint_eq(wire_rd32(r->body), id);
+}
+
+/* Check one sealed sector of the documented format independently. */
+static void check_sector(uint8_t alg, const uint8_t *key, size_t key_len, uint64_t index,
+			 const uint8_t *plain, uint32_t len, const uint8_t *sealed)
+{
+	uint8_t sub[64], aad[28], iv[16], mac[32], back[256];
+	size_t sublen = alg == WIRE_ALG_AES256_CTR_HMAC ? 64 : key_len;
+
+	ck_assert_int_eq(fw_hkdf_sha256((const uint8_t *)"sefile-v1", 9, key, key_len, file_id, 16, sub, sublen), 0);
+	memcpy(aad, file_id, 16);
+	wire_le64(aad + 16, index);
+	wire_le32(aad + 24, len);
+	if (alg == WIRE_ALG_AES256_CTR_HMAC) {
+		ck_assert_int_eq(fw_hmac_sha256(sub + 32, 32, aad, 28, sealed, 12, sealed + 12, len, NULL, 0, mac), 0);
+		ck_assert_int_eq(memcmp(mac, sealed + 12 + len, 16), 0);
+		memcpy(iv, sealed, 12);
+		memset(iv + 12, 0, 4);
+		ck_assert_int_eq(fw_ctr(sub, 32, iv, sealed + 12, len, back), 0);
+	} else {
+		ck_assert_int_eq(fw_gcm_open(sub, sublen, sealed, aad, 28, sealed + 12, len, sealed + 12 + len, back), 0);
+	}
+	ck_assert_int_eq(memcmp(back, plain, len), 0);
+}
+
+START_TEST(formats_recomputed)
+{
+	static const uint8_t algs[3] = { WIRE_ALG_AES256_GCM, WIRE_ALG_AES256_CTR_HMAC, WIRE_ALG_AES128_GCM };
+	struct rig *r = rig_new("formats");
+	uint8_t priv[32], pub[32], shared[32], info[64 + 3], chan[32], key[32], body[64];
+	uint8_t plain[300], sealed[3 * 128], siv_key[64], expect[64];
+	uint32_t n_bad, bad[3];
+	int first_mine, a;
+
+	ready(r);
+	ck_assert_uint_eq(login(r, WIRE_ROLE_ADMIN, "admin-pin"), WIRE_ST_OK);
+	ck_assert_int_eq(fw_x25519_keygen(priv, pub), 0);
+	wire_le32(body, 200);
+	memcpy(body + 4, pub, 32);
+	wire_le32(body + 36, 3);
+	memcpy(body + 40, "ctx", 3);
+	ck_assert_uint_eq(call(r, WIRE_OP_CHANNEL_DERIVE, body, 43), WIRE_ST_OK);
+	/* The channel key as wire.h defines it. */
+	ck_assert_int_eq(fw_x25519(priv, r->dev_pub, shared), 0);
+	first_mine = memcmp(pub, r->dev_pub, 32) < 0;
+	memcpy(info, first_mine ? pub : r->dev_pub, 32);
+	memcpy(info + 32, first_mine ? r->dev_pub : pub, 32);
+	memcpy(info + 64, "ctx", 3);
+	ck_assert_int_eq(fw_hkdf_sha256((const uint8_t *)"secube-channel-v1", 17, shared, 32, info, 67, chan, 32), 0);
+	for (a = 0; a < 300; a++)
+		plain[a] = (uint8_t)(a * 7);
+	for (a = 0; a < 3; a++) {
+		size_t klen = algs[a] == WIRE_ALG_AES128_GCM ? 16 : 32;
+		uint32_t i;
+
+		memset(key, 0x30 + a, sizeof(key));
+		import_known(r, chan, 10 + a, algs[a], WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT, key, klen);
+		ck_assert_uint_eq(seal(r, 10 + a, algs[a], 3, 100, plain, sealed), WIRE_ST_OK);
+		for (i = 0; i < 3; i++)
+			check_sector(algs[a], key, klen, 7 + i, plain + 100 * i, 100, sealed + 128 * i);
+		/* A sector opens alone too: no state carries between sectors. */
+		ck_assert_uint_eq(open_(r, 10 + a, algs[a], 1, 100, sealed, plain + 300 - 100, &n_bad, bad), WIRE_ST_OK);
+		ck_assert_uint_eq(n_bad, 0);
+	}
+	/* SIV and HMAC. */
+	{
+		uint8_t siv[4 + 4 + 2 + 4 + 5];
+
+		memset(key, 0x30, sizeof(key));
+		wire_le32(siv, 10);
+		wire_le32(siv + 4, 2);
+		memcpy(siv + 8, "ad", 2);
+		wire_le32(siv + 10, 5);
+		memcpy(siv + 14, "hello", 5);
+		ck_assert_uint_eq(call(r, WIRE_OP_SIV_ENCRYPT, siv, sizeof(siv)), WIRE_ST_OK);
+		ck_assert_int_eq(fw_hkdf_sha256((const uint8_t *)"siv-v1", 6, key, 32, (const uint8_t *)"ad", 2, siv_key, 64), 0);
+		ck_assert_int_eq(fw_siv_encrypt(siv_key, 64, (const uint8_t *)"ad", 2, (const uint8_t *)"hello", 5, expect), 0);
+		ck_assert_uint_eq(r->body_len, 4 + 21);
+		ck_assert_int_eq(memcmp(r->body + 4, expect, 21), 0);
+		memset(key, 0x55, sizeof(key));
+		import_known(r, chan, 20, WIRE_ALG_HMAC_SHA256, WIRE_USE_MAC, key, 32);
+		wire_le32(siv, 20);
+		wire_le32(siv + 4, 5);
+		memcpy(siv + 8, "hello", 5);
+		ck_assert_uint_eq(call(r, WIRE_OP_HMAC, siv, 13), WIRE_ST_OK);
+		ck_assert_int_eq(fw_hmac_sha256(key, 32, (const uint8_t *)"hello", 5, NULL, 0, NULL, 0, NULL, 0, expect), 0);
+		ck_assert_int_eq(memcmp(r->body, expect, 32), 0);
+	}
+	/* A blob carrying the unwrapping key's own id is refused. */
+	{
+		uint8_t p2[46], blob[64], b2[80];
+		size_t blen = 0;
+
+		memset(p2, 0, sizeof(p2));
+		wire_le32(p2, 200);
+		p2[4] = WIRE_ALG_AES256_KW;
+		p2[5] = WIRE_USE_WRAP | WIRE_USE_UNWRAP;
+		wire_le32(p2 + 10, WIRE_TIME_NEVER);
+		ck_assert_int_eq(fw_kwp_wrap(chan, 32, p2, 46, blob, sizeof(blob), &blen), 0);
+		wire_le32(b2, 200);
+		wire_le32(b2 + 4, (uint32_t)blen);
+		memcpy(b2 + 8, blob, blen);
+		ck_assert_uint_eq(call(r, WIRE_OP_KEY_IMPORT, b2, 8 + blen), WIRE_ST_INVALID);
+	}
+	rig_free(r);
+}
+END_TEST
+
 static double seconds_since(const struct timespec *t0)
 {
 	struct timespec t1;
@@ -1193,6 +1322,7 @@ int main(void)
 	tcase_add_test(tc, malformed_frames);
 	tcase_add_test(tc, destroy_and_reset);
 	tcase_add_test(tc, channel_between_cubes);
+	tcase_add_test(tc, formats_recomputed);
 	tcase_add_test(tc, seal_throughput);
 	tcase_add_test(tc, emulator_process);
 	suite_add_tcase(s, tc);
