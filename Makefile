@@ -52,7 +52,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all check asan fuzz fuzz-long bench bench-quick install clean demo stress deps
+.PHONY: all check test asan fuzz fuzz-long bench bench-quick install clean demo stress deps
 all: $(BINS) $(TESTS) $(BENCHES)
 
 deps:
@@ -98,19 +98,23 @@ $(BUILD)/bench/$(1): $(BUILD)/bench/$(1).o $(call libs_from,$(call test_module,$
 endef
 $(foreach b,$(BENCH_SRCS),$(eval $(call bench_prog,$(basename $(notdir $(b))))))
 
-# The whole suite: unit tests, then program-level and mount-level tests.
-check: all
+# The whole suite, as CI runs it: the tests, every fuzzer for a short
+# fixed time, then the tests again under the sanitizers.
+check: test fuzz asan
+
+# Unit tests, then program-level and mount-level tests.
+test: all
 	BUILD=$(BUILD) tests/run-tests.sh
 
-# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	$(MAKE) BUILD=build-asan CC=clang \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
-	  check
+	  test
 
 # libFuzzer targets: every fuzz/fuzz_*.c, run for FUZZ_SECONDS each on
 # its seed corpus tests/corpus/NAME (crashes kept as regression inputs).
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tools/run-fuzzers
 fuzz-long:

@@ -137,4 +137,38 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 #define OPEN_REPAIR 1
 int file_open(struct sefile **out, struct sefile_cube *pool, int fd, int flags);
 
+#ifdef SEKEYFS_TEST_FAULTS
+/*
+ * Fault switch, compiled only into test builds that define
+ * SEKEYFS_TEST_FAULTS before including the sefile .c files (the library
+ * itself never has it).  Every backing-file call of io.c, file.c and
+ * verify.c goes through a hook the test defines, which can fail the Nth
+ * call of chosen kinds with EIO or ENOSPC (tests/test_sefile_faults.c).
+ * The system headers come first so the macros do not touch their
+ * declarations.
+ */
+#include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+enum sefile_fault_kind {
+	SEFILE_FAULT_PWRITE    = 1,
+	SEFILE_FAULT_PREAD     = 2,
+	SEFILE_FAULT_FSYNC     = 4, /* fsync and fdatasync */
+	SEFILE_FAULT_FTRUNCATE = 8,
+	SEFILE_FAULT_RENAMEAT  = 16,
+};
+ssize_t sefile_fault_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t sefile_fault_pread(int fd, void *buf, size_t n, off_t off);
+int sefile_fault_fsync(int fd);
+int sefile_fault_ftruncate(int fd, off_t len);
+int sefile_fault_renameat(int olddir, const char *oldname, int newdir, const char *newname);
+#define pwrite(fd, buf, n, off) sefile_fault_pwrite(fd, buf, n, off)
+#define pread(fd, buf, n, off) sefile_fault_pread(fd, buf, n, off)
+#define fsync(fd) sefile_fault_fsync(fd)
+#define fdatasync(fd) sefile_fault_fsync(fd)
+#define ftruncate(fd, len) sefile_fault_ftruncate(fd, len)
+#define renameat(od, on, nd, nn) sefile_fault_renameat(od, on, nd, nn)
+#endif
+
 #endif

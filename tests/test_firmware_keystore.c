@@ -349,7 +349,7 @@ START_TEST(capacity)
 	uint32_t room0, id, extra = 0;
 	int rc;
 
-	ck_assert_int_eq(ks_meta_put(ks, 1, "identity record of 81 bytes..........................................", 81), KS_OK);
+	ck_assert_int_eq(ks_meta_put(ks, 1, "identity record of 81 bytes.....................................................", 81), KS_OK);
 	ck_assert_int_eq(ks_unlock(ks, master), KS_OK);
 	room0 = ks_key_room(ks);
 	ck_assert_uint_ge(room0, CAPACITY);

@@ -35,6 +35,22 @@
 
 #define WINDOW   1500
 #define STRIDE   509
+/* Under AddressSanitizer each reopen is several times slower; that build
+ * hunts memory errors, not missed offsets, so it cuts every 7th byte
+ * operation (the normal build cuts every one). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SANITIZED)
+#define SANITIZED 1
+#endif
+#ifdef SANITIZED
+#define SWEEP_STEP 7
+#else
+#define SWEEP_STEP 1
+#endif
 #define NEW_BASE 0x00900000u
 
 static const uint8_t master[32] = { 0x42, 1, 2, 3 };
@@ -300,6 +316,8 @@ START_TEST(every_cut)
 		for (long long c = a; c < b; c++) {
 			if (b - a > 2 * WINDOW && c >= a + WINDOW && c < b - WINDOW &&
 			    (c - a - WINDOW) % STRIDE != 0)
+				continue;
+			if (SWEEP_STEP > 1 && c != a && c != b - 1 && (c - a) % SWEEP_STEP != 0)
 				continue;
 			after += (unsigned)trial(image, s, c, snap);
 			trials++;
