@@ -133,16 +133,21 @@ stress: all
 demo: all
 	BUILD=$(BUILD) tools/demo
 
+# Public headers: each module's whole public face (internal headers stay).
+PUBLIC_HEADERS := wire/wire.h wire/buf.h wire/frame.h cube/cube.h sefile/sefile.h sefile/sdb.h \
+                  kms/kms.h fs/fs.h
+HOST_MODULES   := fs kms sefile cube wire
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/include/sekeyfs $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(LIBS) $(DESTDIR)$(PREFIX)/lib/
-	for m in $(MODULES); do for h in $$m/*.h; do [ -e "$$h" ] || continue; \
-	  install -d $(DESTDIR)$(PREFIX)/include/sekeyfs/$$m; \
-	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/sekeyfs/$$m/; done; done
+	for m in $(HOST_MODULES); do [ -e $(BUILD)/lib$$m.a ] && \
+	  install -m 644 $(BUILD)/lib$$m.a $(DESTDIR)$(PREFIX)/lib/libsekeyfs_$$m.a; done; true
+	for h in $(PUBLIC_HEADERS); do [ -e "$$h" ] || continue; \
+	  install -d $(DESTDIR)$(PREFIX)/include/sekeyfs/$$(dirname $$h); \
+	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/sekeyfs/$$h; done
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done; true
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(foreach m,$(MODULES),$(if $(call lib_srcs,$(m)),-l$(m)))|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(foreach m,$(HOST_MODULES),$(if $(call lib_srcs,$(m)),-lsekeyfs_$(m)))|' \
 	  tools/sekeyfs.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sekeyfs.pc
 
 clean:
