@@ -336,8 +336,9 @@ int cube_key_set_attrs(struct cube *c, uint32_t id, uint8_t usage, uint32_t not_
 	return about_key(c, expect_empty(c, rc, &r, WIRE_OP_KEY_SET_ATTRS), id);
 }
 
-int cube_key_export(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t *blob,
-		    size_t blob_cap, size_t *blob_len)
+/* KEY_EXPORT with flags (0: the key itself; WIRE_EXPORT_TOMBSTONE). */
+static int key_export(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t flags,
+		      uint8_t *blob, size_t blob_cap, size_t *blob_len)
 {
 	struct cube_reply r;
 	struct wbuf b;
@@ -349,6 +350,8 @@ int cube_key_export(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t *
 	wbuf_writer(&b, c->tx, WIRE_MAX_BODY);
 	wbuf_put_u32(&b, wrapping_id);
 	wbuf_put_u32(&b, id);
+	if (flags)
+		wbuf_put_u8(&b, flags);
 	rc = cube_call(c, WIRE_OP_KEY_EXPORT, 0, c->tx, b.pos, -1, &r);
 	if (rc != CUBE_OK)
 		return about_key(c, rc, rc == CUBE_ENOKEY ? id : wrapping_id);
@@ -362,6 +365,18 @@ int cube_key_export(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t *
 	memcpy(blob, p, len);
 	*blob_len = len;
 	return CUBE_OK;
+}
+
+int cube_key_export(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t *blob,
+		    size_t blob_cap, size_t *blob_len)
+{
+	return key_export(c, wrapping_id, id, 0, blob, blob_cap, blob_len);
+}
+
+int cube_key_export_tombstone(struct cube *c, uint32_t wrapping_id, uint32_t id, uint8_t *blob,
+			      size_t blob_cap, size_t *blob_len)
+{
+	return key_export(c, wrapping_id, id, WIRE_EXPORT_TOMBSTONE, blob, blob_cap, blob_len);
 }
 
 int cube_key_import(struct cube *c, uint32_t unwrapping_id, const uint8_t *blob, size_t blob_len,
@@ -389,8 +404,8 @@ int cube_key_import(struct cube *c, uint32_t unwrapping_id, const uint8_t *blob,
 	return CUBE_OK;
 }
 
-int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
-			const uint8_t *context, size_t context_len)
+int cube_channel_derive_key(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
+			    uint8_t alg, uint8_t usage, const uint8_t *context, size_t context_len)
 {
 	struct cube_reply r;
 	struct wbuf b;
@@ -401,9 +416,18 @@ int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[
 	wbuf_writer(&b, c->tx, WIRE_MAX_BODY);
 	wbuf_put_u32(&b, new_id);
 	wbuf_put_bytes(&b, peer_pub, WIRE_PUBKEY_LEN);
+	wbuf_put_u8(&b, alg);
+	wbuf_put_u8(&b, usage);
 	wbuf_put_lenbytes(&b, context, (uint32_t)context_len);
 	rc = cube_call(c, WIRE_OP_CHANNEL_DERIVE, 0, c->tx, b.pos, -1, &r);
 	return about_key(c, expect_empty(c, rc, &r, WIRE_OP_CHANNEL_DERIVE), new_id);
+}
+
+int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
+			const uint8_t *context, size_t context_len)
+{
+	return cube_channel_derive_key(c, new_id, peer_pub, WIRE_ALG_AES256_KW,
+				       WIRE_USE_WRAP | WIRE_USE_UNWRAP, context, context_len);
 }
 
 /* ---- bulk SEAL / OPEN ----------------------------------------------- */

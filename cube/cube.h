@@ -125,8 +125,18 @@ int cube_key_export(struct cube *c, uint32_t wrapping_id, uint32_t id,
 		    uint8_t *blob, size_t blob_cap, size_t *blob_len);
 int cube_key_import(struct cube *c, uint32_t unwrapping_id, const uint8_t *blob, size_t blob_len,
 		    uint32_t *id);
+/* A tombstone for id wrapped under wrapping_id: imported into a cube
+ * (cube_key_import) it destroys id there (admin; id need not exist here). */
+int cube_key_export_tombstone(struct cube *c, uint32_t wrapping_id, uint32_t id,
+			      uint8_t *blob, size_t blob_cap, size_t *blob_len);
 /* Store as new_id the key both this device and the peer derive from their
- * X25519 keys and context (cube-to-cube channel key, wrap/unwrap only). */
+ * X25519 keys, alg and context (cube-to-cube channel key, never
+ * exportable): alg WIRE_ALG_AES256_KW with usage within WRAP|UNWRAP, or
+ * WIRE_ALG_AES256_GCM with usage within ENCRYPT|DECRYPT.  Usage does not
+ * enter the derivation: each side picks its own direction. */
+int cube_channel_derive_key(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
+			    uint8_t alg, uint8_t usage, const uint8_t *context, size_t context_len);
+/* The same as an AES256_KW key with usage WRAP|UNWRAP. */
 int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
 			const uint8_t *context, size_t context_len);
 

@@ -12,7 +12,13 @@
  *  - export needs an exportable target and a WRAP key inside its validity
  *    window; import needs an UNWRAP key (no window: decrypt direction);
  *  - key values are never written to a response in clear, and every copy
- *    in RAM is wiped after use.
+ *    in RAM is wiped after use;
+ *  - a channel key (CHANNEL_DERIVE) is never exportable and is either a
+ *    wrapping key (AES256_KW, WRAP and/or UNWRAP) or an update-sealing key
+ *    (AES256_GCM, ENCRYPT and/or DECRYPT), never both;
+ *  - a tombstone (EXPORT flag WIRE_EXPORT_TOMBSTONE) is a wrapped blob with
+ *    alg 0 that, imported, destroys its key ID: the only way a user login
+ *    can lose a key, and only when the admin cube's wrap says so.
  */
 #include "dev_internal.h"
 
@@ -25,6 +31,7 @@
 #define BLOB_HEAD (4 + 1 + 1 + 4 + 4)           /* id alg usage nb na */
 #define BLOB_MAX (((BLOB_HEAD + KS_KEY_MAX + 7) / 8) * 8 + 8)
 #define ENTRY_LEN (4 + 1 + 1 + 4 + 4)
+#define TOMBSTONE_ALG 0
 
 int dev_ks_status(int ks_err)
 {
@@ -261,28 +268,51 @@ static int wrap_key(const struct ks_key *kek, const struct ks_key *k, struct wbu
 	return st;
 }
 
+/* The blob of a tombstone: id, alg 0, usage 0, window 0..0, no value. */
+static int wrap_tombstone(const struct ks_key *kek, uint32_t id, struct wbuf *resp)
+{
+	uint8_t plain[BLOB_HEAD], blob[BLOB_MAX];
+	size_t blob_len = 0;
+
+	memset(plain, 0, sizeof(plain));
+	wire_le32(plain, id);
+	plain[4] = TOMBSTONE_ALG;
+	if (fw_kwp_wrap(kek->value, kek->len, plain, sizeof(plain), blob, sizeof(blob), &blob_len) != 0 ||
+	    wbuf_put_lenbytes(resp, blob, (uint32_t)blob_len) != 0)
+		return WIRE_ST_INTERNAL;
+	return WIRE_ST_OK;
+}
+
 int dev_op_key_export(struct device *d, struct request *r, struct wbuf *resp)
 {
 	struct ks_key kek, k;
 	uint32_t kek_id, id;
+	uint8_t flags = 0;
 	int st;
 
 	wbuf_get_u32(&r->body, &kek_id);
 	wbuf_get_u32(&r->body, &id);
+	/* Optional trailing flags byte (absent: a key export as before). */
+	if (r->body.pos < r->body.cap)
+		wbuf_get_u8(&r->body, &flags);
 	if (!wbuf_done(&r->body))
 		return WIRE_ST_MALFORMED;
+	if (flags & ~WIRE_EXPORT_TOMBSTONE)
+		return WIRE_ST_INVALID;
 	st = wrapping_key(d, kek_id, 1, &kek);
 	if (st != WIRE_ST_OK)
 		return st;
-	st = dev_key_use(d, id, WIRE_USE_EXPORTABLE, 0, &k);
-	if (st == WIRE_ST_OK)
+	memset(&k, 0, sizeof(k));
+	if (flags & WIRE_EXPORT_TOMBSTONE)
+		st = id == kek_id ? WIRE_ST_INVALID : wrap_tombstone(&kek, id, resp);
+	else if ((st = dev_key_use(d, id, WIRE_USE_EXPORTABLE, 0, &k)) == WIRE_ST_OK)
 		st = wrap_key(&kek, &k, resp);
 	fw_wipe(&kek, sizeof(kek));
 	fw_wipe(&k, sizeof(k));
 	return st;
 }
 
-/* Parse an unwrapped blob into k. */
+/* Parse an unwrapped blob into k.  A tombstone comes back with alg 0. */
 static int parse_blob(const uint8_t *plain, size_t len, struct ks_key *k)
 {
 	struct wbuf b;
@@ -298,6 +328,9 @@ static int parse_blob(const uint8_t *plain, size_t len, struct ks_key *k)
 	wbuf_get_u32(&b, &k->not_after);
 	if (!wbuf_ok(&b))
 		return WIRE_ST_INVALID;
+	if (k->alg == TOMBSTONE_ALG)
+		return wbuf_done(&b) && k->usage == 0 && k->not_before == 0 && k->not_after == 0
+			       ? WIRE_ST_OK : WIRE_ST_INVALID;
 	st = attrs_valid(k->alg, k->usage, k->not_before, k->not_after);
 	if (st != WIRE_ST_OK)
 		return st;
@@ -333,8 +366,14 @@ int dev_op_key_import(struct device *d, struct request *r, struct wbuf *resp)
 	/* The unwrapping key cannot be replaced through itself. */
 	if (st == WIRE_ST_OK && k.id == kek_id)
 		st = WIRE_ST_INVALID;
-	if (st == WIRE_ST_OK)
+	if (st == WIRE_ST_OK && k.alg == TOMBSTONE_ALG) {
+		/* Destroy; a key already gone counts as destroyed (retries converge). */
+		st = dev_ks_status(ks_key_delete(d->ks, k.id));
+		if (st == WIRE_ST_NOKEY)
+			st = WIRE_ST_OK;
+	} else if (st == WIRE_ST_OK) {
 		st = dev_ks_status(ks_key_put(d->ks, &k, 1));
+	}
 	if (st == WIRE_ST_OK)
 		wbuf_put_u32(resp, k.id);
 	fw_wipe(plain, sizeof(plain));
@@ -345,43 +384,75 @@ int dev_op_key_import(struct device *d, struct request *r, struct wbuf *resp)
 
 /* ---- CHANNEL_DERIVE ---- */
 
-static int channel_key(struct device *d, const uint8_t peer[WIRE_PUBKEY_LEN], const uint8_t *ctx,
-		       uint32_t ctx_len, uint8_t out[32])
+/* HKDF info: min(pub) || max(pub) || [alg] || context.  The legacy form
+ * (no alg/usage in the request) has no alg byte. */
+static int channel_key(struct device *d, const uint8_t peer[WIRE_PUBKEY_LEN], int with_alg,
+		       uint8_t alg, const uint8_t *ctx, uint32_t ctx_len, uint8_t out[32])
 {
-	uint8_t shared[FW_X25519], info[2 * WIRE_PUBKEY_LEN + CHANNEL_CONTEXT_MAX];
+	uint8_t shared[FW_X25519], info[2 * WIRE_PUBKEY_LEN + 1 + CHANNEL_CONTEXT_MAX];
 	int first_is_mine = memcmp(d->pub, peer, WIRE_PUBKEY_LEN) < 0;
+	size_t pos = 2 * WIRE_PUBKEY_LEN;
 	int rc;
 
 	memcpy(info, first_is_mine ? d->pub : peer, WIRE_PUBKEY_LEN);
 	memcpy(info + WIRE_PUBKEY_LEN, first_is_mine ? peer : d->pub, WIRE_PUBKEY_LEN);
-	memcpy(info + 2 * WIRE_PUBKEY_LEN, ctx, ctx_len);
+	if (with_alg)
+		info[pos++] = alg;
+	memcpy(info + pos, ctx, ctx_len);
+	pos += ctx_len;
 	rc = fw_x25519(d->priv, peer, shared);
 	if (rc == 0)
 		rc = fw_hkdf_sha256((const uint8_t *)CHANNEL_SALT, strlen(CHANNEL_SALT), shared,
-				    sizeof(shared), info, 2 * WIRE_PUBKEY_LEN + (size_t)ctx_len, out, 32);
+				    sizeof(shared), info, pos, out, 32);
 	fw_wipe(shared, sizeof(shared));
 	return rc;
+}
+
+/* May a channel key have alg and usage?  Wrap-only or data-only, never
+ * exportable, at least one bit. */
+static int channel_attrs_valid(uint8_t alg, uint8_t usage)
+{
+	if (alg == WIRE_ALG_AES256_KW)
+		return usage && !(usage & ~WIRE_USE_WRAP_MASK);
+	if (alg == WIRE_ALG_AES256_GCM)
+		return usage && !(usage & ~(WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT));
+	return 0;
 }
 
 int dev_op_channel_derive(struct device *d, struct request *r, struct wbuf *resp)
 {
 	const uint8_t *peer, *ctx;
-	uint32_t ctx_len;
+	uint32_t ctx_len, legacy_len = 0;
 	struct ks_key k;
-	int st;
+	struct wbuf peek;
+	int legacy, st;
 
 	memset(&k, 0, sizeof(k));
 	wbuf_get_u32(&r->body, &k.id);
 	wbuf_get_span(&r->body, &peer, WIRE_PUBKEY_LEN);
+	if (!wbuf_ok(&r->body))
+		return WIRE_ST_MALFORMED;
+	/* The legacy body (no alg/usage) is lenbytes context right after the
+	 * key; a valid new body can never look like one (docs/PROTOCOL.md). */
+	peek = r->body;
+	wbuf_get_u32(&peek, &legacy_len);
+	legacy = wbuf_ok(&peek) && legacy_len == peek.cap - peek.pos;
+	if (legacy) {
+		k.alg = WIRE_ALG_AES256_KW;
+		k.usage = WIRE_USE_WRAP | WIRE_USE_UNWRAP;
+	} else {
+		wbuf_get_u8(&r->body, &k.alg);
+		wbuf_get_u8(&r->body, &k.usage);
+	}
 	wbuf_get_lenbytes(&r->body, &ctx, &ctx_len, CHANNEL_CONTEXT_MAX);
 	if (!wbuf_done(&r->body))
 		return WIRE_ST_MALFORMED;
-	k.alg = WIRE_ALG_AES256_KW;
-	k.usage = WIRE_USE_WRAP | WIRE_USE_UNWRAP;
+	if (!channel_attrs_valid(k.alg, k.usage))
+		return WIRE_ST_INVALID;
 	k.not_before = 0;
 	k.not_after = WIRE_TIME_NEVER;
 	k.len = 32;
-	if (channel_key(d, peer, ctx, ctx_len, k.value) != 0)
+	if (channel_key(d, peer, !legacy, k.alg, ctx, ctx_len, k.value) != 0)
 		st = WIRE_ST_INVALID; /* a small-order peer key */
 	else
 		st = dev_ks_status(ks_key_put(d->ks, &k, 0));

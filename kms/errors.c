@@ -30,6 +30,14 @@ const char *kms_strerror(int err)
 	case KMS_EAUDIT: return "audit chain broken";
 	case KMS_ESCHEMA: return "not a KMS database of a known version";
 	case KMS_ESTALE: return "in-memory index out of date";
+	case KMS_ELOCKED: return "KMS locked after failed updates (recovery update needed)";
+	case KMS_EUPD_GAP: return "update missing (gap in the counters)";
+	case KMS_EUPD_REPLAY: return "update already applied (replay)";
+	case KMS_EUPD_ORDER: return "update out of order (name and counter disagree)";
+	case KMS_EUPD_FOREIGN: return "update for another user's cube";
+	case KMS_EUPD_CORRUPT: return "update truncated, malformed or not authentic";
+	case KMS_ENOTPROV: return "not provisioned";
+	case KMS_EIO: return "updates folder I/O failed";
 	default: return "unknown error";
 	}
 }

@@ -55,6 +55,10 @@ static const struct ix_key *group_best(const struct ix_group *g, int64_t now)
 
 static int index_ready(struct kms *k)
 {
+	/* find_key names a key to encrypt with: refused while locked. */
+	if (k->locked)
+		return kms_fail(k, KMS_ELOCKED, "this KMS is locked after %u failed updates; "
+				"new encryption waits for a recovery update", k->fail_limit);
 	if (!k->ix_ok)
 		return kms_fail(k, KMS_ESTALE, "a change committed but the index could not be "
 				"refreshed; call kms_reload");
@@ -139,8 +143,12 @@ static int find_for_users(struct kms *k, const uint32_t *users, size_t n, struct
 	}
 	for (size_t i = 0; i < n && !rc; i++) {
 		u[i] = kms_ix_user(k, users[i]);
+		/* A user's KMS knows only the users it shares a group with:
+		 * anyone else shares no group, hence no key. */
 		if (!u[i])
-			rc = kms_fail(k, KMS_ENOUSER, "user %u", users[i]);
+			rc = k->role == KMS_ROLE_USER
+				     ? kms_fail(k, KMS_ENOKEY, "user %u shares no group with you", users[i])
+				     : kms_fail(k, KMS_ENOUSER, "user %u", users[i]);
 	}
 	if (!rc) {
 		search_groups(k, u, n, &s, kms_now(k));

@@ -156,6 +156,8 @@ int kms_delete_group(struct kms *k, uint32_t group_id)
 		snprintf(detail, sizeof(detail), "group %u %s", group_id, g.name);
 		rc = kms_ids(k, ST_GROUP_MEMBERS, &members, &n, "u", group_id);
 	}
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = kms_track_depart(k, members[i], group_id);
 	if (!rc)
 		rc = kms_run(k, ST_MEMBER_DELETE_GROUP, "u", group_id);
 	if (!rc)
@@ -189,6 +191,8 @@ int kms_group_set_policy(struct kms *k, uint32_t group_id, const struct kms_poli
 	if (!rc)
 		rc = kms_run(k, ST_GROUP_SET_POLICY, "uiii", group_id, (int64_t)p->max_keys,
 			     p->cryptoperiod, (int64_t)p->rotate_on_remove);
+	if (!rc)
+		rc = kms_track_group(k, group_id);
 	return kms_change_end(k, rc, "set_policy", detail);
 }
 
@@ -209,6 +213,10 @@ int kms_add_member(struct kms *k, uint32_t user_id, uint32_t group_id)
 		rc = kms_run(k, ST_MEMBER_INSERT, "uu", user_id, group_id);
 	if (rc == KMS_EEXIST)
 		rc = kms_fail(k, KMS_EEXIST, "user %u is already in group %u", user_id, group_id);
+	if (!rc)
+		rc = kms_track_join(k, user_id, group_id);
+	if (!rc)
+		rc = kms_track_group(k, group_id);
 	rc = kms_change_end(k, rc, "add_member", detail);
 	if (!rc)
 		kms_ix_after(k, &user_id, 1, &group_id, 1);
@@ -267,6 +275,10 @@ int kms_member_drop(struct kms *k, uint32_t user_id, uint32_t group_id)
 		return rc;
 	sqlite3_reset(st);
 	rc = kms_run(k, ST_MEMBER_DELETE, "uu", user_id, group_id);
+	if (!rc)
+		rc = kms_track_depart(k, user_id, group_id);
+	if (!rc)
+		rc = kms_track_group(k, group_id);
 	if (!rc)
 		rc = kms_group_load(k, group_id, &g);
 	if (!rc && g.policy.rotate_on_remove)

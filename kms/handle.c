@@ -44,7 +44,10 @@ int kms_open(struct kms **out, sqlite3 *db, struct cube *cube, char *err_text, s
 	}
 	k->db = db;
 	k->cube = cube;
+	k->fail_limit = KMS_UPDATE_FAIL_LIMIT;
 	rc = kms_schema_ensure(k);
+	if (!rc)
+		rc = kms_sync_load_state(k);
 	if (!rc)
 		rc = check_admin_cube(k);
 	if (!rc)
@@ -66,6 +69,8 @@ void kms_close(struct kms *k)
 	kms_ix_free(k);
 	kms_stmts_free(k);
 	kms_cube_journal_free(k);
+	kms_track_free(k);
+	free(k->updates_dir);
 	free(k);
 }
 

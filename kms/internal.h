@@ -29,6 +29,9 @@ enum kms_stmt_id {
 	ST_KEY_INSERT, ST_KEY_GET, ST_KEY_ALL, ST_KEY_OF_GROUP, ST_KEY_SET_STATE,
 	ST_KEY_ACTIVE_OF_GROUP, ST_KEY_ACTIVE_ALL, ST_KEY_EXPIRED,
 	ST_UPD_DELETE_USER, ST_REC_DELETE_USER,
+	ST_UPD_STATE_GET, ST_UPD_STATE_PUT, ST_UPD_INSERT, ST_REC_PUT, ST_UPD_STATE_ALL,
+	ST_SY_USER_DEL_NAME, ST_SY_USER_PUT, ST_SY_GROUP_DEL_NAME, ST_SY_GROUP_PUT, ST_SY_MEMBER_PUT,
+	ST_SY_KEY_PUT, ST_SY_KEY_DEL, ST_SY_USERS_PRUNE, ST_SY_SELF_PUT,
 	ST_AUDIT_INSERT, ST_AUDIT_ALL, ST_AUDIT_FROM,
 	ST_COUNT
 };
@@ -38,6 +41,33 @@ struct kms_undo {
 	uint32_t key_id;
 	int generated;         /* 1: destroy it; 0: restore the window below */
 	uint32_t not_before, not_after;
+};
+
+/* A (user, group) pair that joined or left in a change (updates.c). */
+struct kms_pair {
+	uint32_t user_id, group_id;
+};
+
+/* A deleted user, captured before their rows go, with their next counter. */
+struct kms_gone {
+	struct kms_user u;
+	uint64_t next_counter;
+};
+
+/* What a change touched, for the update files it owes (updates.c). */
+struct kms_track {
+	uint32_t *keys;            /* keys created or moved */
+	size_t n_keys, cap_keys;
+	uint32_t *groups;          /* groups whose record or members changed */
+	size_t n_groups, cap_groups;
+	struct kms_pair *joins, *departs;
+	size_t n_joins, cap_joins, n_departs, cap_departs;
+	struct kms_gone *gone;     /* users deleted (captured before the row goes) */
+	size_t n_gone, cap_gone;
+	uint32_t full_user;        /* user owed a full view (init / recovery), 0: none */
+	uint8_t full_priority;     /* KMS_UPD_INIT or KMS_UPD_RECOVERY */
+	char **written;            /* update files written, unlinked if the change fails */
+	size_t n_written, cap_written;
 };
 
 /* Index entries (index.c). */
@@ -90,6 +120,11 @@ struct kms {
 	size_t n_undo, cap_undo;
 	uint32_t *destroy;     /* cube keys to destroy when the change commits */
 	size_t n_destroy, cap_destroy;
+
+	struct kms_track track;
+	char *updates_dir;     /* admin: where update files go (NULL: none) */
+	unsigned fail_limit;   /* user: failed syncs before locking */
+	int locked;            /* user: new encryption refused (KMS_ELOCKED) */
 
 	int db_rc;
 	int cube_rc;
@@ -153,6 +188,30 @@ int kms_key_create(struct kms *k, const struct kms_group *g, const char *label,
 		   int64_t cryptoperiod, uint32_t *id);
 /* Take a member out inside an open change, rotating per policy. */
 int kms_member_drop(struct kms *k, uint32_t user_id, uint32_t group_id);
+
+/* updates.c: the admin's side.  Record what a change touches; at the end
+ * of a successful change, write the update files it owes (before the
+ * commit; unlinked again if the commit fails). */
+int kms_track_key(struct kms *k, uint32_t key_id);
+int kms_track_group(struct kms *k, uint32_t group_id);
+int kms_track_join(struct kms *k, uint32_t user_id, uint32_t group_id);
+int kms_track_depart(struct kms *k, uint32_t user_id, uint32_t group_id);
+int kms_track_gone(struct kms *k, const struct kms_user *u);
+void kms_track_reset(struct kms *k);
+void kms_track_free(struct kms *k);
+int kms_updates_emit(struct kms *k);
+/* After the change: keep (committed) or unlink (rolled back) the files. */
+void kms_updates_settle(struct kms *k, int committed);
+/* Write data as dir/name atomically: temp "." name in dir, fsync, rename
+ * (never over an existing file unless replace), fsync dir.  path gets
+ * dir/name. */
+int kms_file_publish(struct kms *k, const char *dir, const char *name, const uint8_t *data,
+		     size_t len, int replace, char *path, size_t path_cap);
+/* UPDATES/<serial hex>: 0 or -1 (too long). */
+int kms_upd_user_dir_path(const char *updates_dir, const uint8_t serial[WIRE_SERIAL_LEN],
+			  char *out, size_t cap);
+/* sync.c: load the user-side lock state (kms_open). */
+int kms_sync_load_state(struct kms *k);
 
 /* lifecycle.c */
 int kms_key_move(struct kms *k, const struct kms_key *key, enum kms_key_state to, int64_t now);

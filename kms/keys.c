@@ -80,6 +80,8 @@ int kms_key_create(struct kms *k, const struct kms_group *g, const char *label,
 	if (!rc)
 		rc = kms_cube_generate(k, kid, g->policy.alg);
 	if (!rc)
+		rc = kms_track_key(k, kid);
+	if (!rc)
 		*id = kid;
 	return rc;
 }

@@ -62,6 +62,15 @@ enum kms_err {
 	KMS_EAUDIT = -17,     /* the audit chain is broken */
 	KMS_ESCHEMA = -18,    /* the database is not a KMS database we know */
 	KMS_ESTALE = -19,     /* the in-memory index could not be refreshed: kms_reload */
+	KMS_ELOCKED = -20,    /* the user's KMS is locked after failed updates: no new
+			       * encryption until a recovery update (decryption works) */
+	KMS_EUPD_GAP = -21,   /* an update is missing before the pending ones */
+	KMS_EUPD_REPLAY = -22,/* an update already applied (or an init on a set-up KMS) */
+	KMS_EUPD_ORDER = -23, /* a file's name and its authenticated counter disagree */
+	KMS_EUPD_FOREIGN = -24,/* an update for another user's cube */
+	KMS_EUPD_CORRUPT = -25,/* truncated, malformed or not authentic (bit flip, other admin) */
+	KMS_ENOTPROV = -26,   /* the user (or this KMS) is not provisioned yet */
+	KMS_EIO = -27,        /* reading or writing the updates folder failed */
 };
 
 /* Key states (thesis 4.2.1).  Values are stored in the database. */
@@ -96,6 +105,16 @@ enum kms_role {
 #define KMS_KEY_ID_FIRST 0x00100000u /* data key IDs are allocated from here up;
 				      * lower cube IDs are left to device keys */
 #define KMS_MAX_KEYS_LIMIT 1000000u  /* largest max_keys a policy may set */
+/* Device keys (below KMS_KEY_ID_FIRST).  The DB key of a cube (admin or
+ * user: non-exportable, encrypts that cube owner's secure database), and
+ * per user the two update-channel keys, derived cube-to-cube with the same
+ * ID in the admin cube and in the user's cube:
+ *   update-encryption key  KMS_CHANNEL_ID_BASE + 2 * user_id      (GCM)
+ *   update-wrapping key    KMS_CHANNEL_ID_BASE + 2 * user_id + 1  (KW) */
+#define KMS_DB_KEY_ID 0x00000010u
+#define KMS_CHANNEL_ID_BASE 0x00010000u
+#define KMS_USER_ID_MAX ((KMS_KEY_ID_FIRST - KMS_CHANNEL_ID_BASE) / 2 - 1)
+#define KMS_UPDATE_FAIL_LIMIT 3      /* failed syncs before a user's KMS locks */
 
 struct kms;
 
@@ -263,6 +282,53 @@ int kms_key_check_use(struct kms *k, uint32_t key_id, enum kms_use use);
 /* 1 if the life cycle allows from -> to, else 0. */
 int kms_transition_allowed(enum kms_key_state from, enum kms_key_state to);
 const char *kms_state_name(enum kms_key_state s);
+
+/* ---- provisioning and updates (docs/UPDATES.md) ----
+ * Every admin change that concerns a provisioned user writes, per such
+ * user, one immutable numbered update file UPDATES/<serial-hex>/<counter,
+ * 16 digits>.upd, sealed in the admin cube for that user's cube.  A change
+ * that concerns a provisioned user fails (KMS_EINVAL) if the handle has no
+ * updates folder or no cube. */
+
+/* The shared updates folder of this (admin) handle (copied). */
+int kms_set_updates_dir(struct kms *k, const char *dir);
+/* Failed syncs before a user's KMS locks (default KMS_UPDATE_FAIL_LIMIT). */
+void kms_set_update_fail_limit(struct kms *k, unsigned n);
+/* Provision user_id's cube: user_cube is logged in as admin (the admin
+ * knows its admin PIN).  Both cubes derive the update-encryption and the
+ * update-wrapping key cube-to-cube (only public keys pass through the
+ * host), the user's cube gets a non-exportable DB key (KMS_DB_KEY_ID, kept
+ * if it has one), the user's record gets the serial and key IDs, and the
+ * user's first update (priority init: their whole view) is written. */
+int kms_user_init(struct kms *k, struct cube *user_cube, uint32_t user_id);
+/* Write a recovery update for user_id (priority recovery: a full rebuild
+ * of their view), which unlocks a locked user KMS. */
+int kms_user_recover(struct kms *k, uint32_t user_id, const char *reason);
+/* Remove every update file each user acknowledged (their ack file);
+ * *n_removed (may be NULL) gets how many. */
+int kms_updates_prune(struct kms *k, uint32_t *n_removed);
+
+/* What a sync did (kms_sync) or where a user KMS stands (kms_sync_status). */
+struct kms_sync_report {
+	uint32_t applied;        /* update files applied by this sync */
+	uint32_t debris;         /* files ignored: temp, sync-conflict, "~", unknown */
+	uint64_t next_counter;   /* the counter expected next (0: not provisioned) */
+	uint32_t failures;       /* consecutive refused syncs */
+	int locked;              /* 1: new encryption refused until a recovery update */
+	uint32_t user_id;        /* this KMS's user (0: not provisioned) */
+	char refused[48];        /* the file that made the sync fail ("" if none) */
+	char first_debris[48];   /* the first debris file seen ("" if none) */
+};
+/* Apply the pending updates of updates_dir for user_cube (logged in as
+ * user), each exactly once, in order, all in one DB transaction.  A fresh
+ * database accepts only an init update.  A gap, replay, reorder, foreign,
+ * truncated or corrupt file refuses the whole sync (nothing applied) with
+ * KMS_EUPD_*; after the fail limit the KMS locks (KMS_ELOCKED) until a
+ * recovery update.  Writes UPDATES/<serial>/ack after a successful sync.
+ * rep may be NULL. */
+int kms_sync(struct kms *k, struct cube *user_cube, const char *updates_dir,
+	     struct kms_sync_report *rep);
+int kms_sync_status(struct kms *k, struct kms_sync_report *rep);
 
 /* ---- find key (thesis sekey_find_key_v1/v2/v3) ----
  * Rules, in order: active (and not expired) keys only; unless a group is

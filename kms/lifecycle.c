@@ -124,6 +124,8 @@ int kms_key_move(struct kms *k, const struct kms_key *key, enum kms_key_state to
 	if (!rc)
 		rc = kms_run(k, ST_KEY_SET_STATE, "uiiiiiii", key->id, (int64_t)to, nk.activated,
 			     nk.expires, nk.suspended, nk.deactivated, nk.compromised, nk.destroyed);
+	if (!rc)
+		rc = kms_track_key(k, key->id);
 	if (rc)
 		return rc;
 	if (to == KMS_KEY_DESTROYED)
@@ -227,6 +229,9 @@ int kms_key_check_use(struct kms *k, uint32_t key_id, enum kms_use use)
 	if (rc)
 		return rc;
 	if (use == KMS_USE_ENCRYPT) {
+		if (k->locked)
+			return kms_fail(k, KMS_ELOCKED, "this KMS is locked: no new encryption "
+					"until a recovery update");
 		if (key.state != KMS_KEY_ACTIVE)
 			return kms_fail(k, KMS_EKEYSTATE, "key %u is %s: only active keys encrypt",
 					key_id, kms_state_name(key.state));

@@ -64,6 +64,29 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_KEY_EXPIRED] = "SELECT id FROM kms_keys WHERE state IN (2,3) AND expires<=?1 ORDER BY id",
 	[ST_UPD_DELETE_USER] = "DELETE FROM kms_update_state WHERE user_id=?1",
 	[ST_REC_DELETE_USER] = "DELETE FROM kms_recovery WHERE user_id=?1",
+	[ST_UPD_STATE_GET] = "SELECT next_counter,applied,failures,locked FROM kms_update_state "
+			     "WHERE user_id=?1",
+	[ST_UPD_STATE_PUT] = "INSERT OR REPLACE INTO kms_update_state(user_id,next_counter,applied,"
+			     "failures,locked) VALUES(?1,?2,?3,?4,?5)",
+	[ST_UPD_INSERT] = "INSERT INTO kms_updates(user_id,counter,kind,created,file) "
+			  "VALUES(?1,?2,?3,?4,?5)",
+	[ST_REC_PUT] = "INSERT OR REPLACE INTO kms_recovery(user_id,requested,reason,issued) "
+		       "VALUES(?1,?2,?3,?4)",
+	[ST_UPD_STATE_ALL] = "SELECT user_id FROM kms_update_state ORDER BY user_id",
+	[ST_SY_USER_DEL_NAME] = "DELETE FROM kms_users WHERE name=?2 AND id<>?1",
+	[ST_SY_USER_PUT] = "INSERT INTO kms_users(id,name,serial,update_key_id,kwk_id,created) "
+			   "VALUES(?1,?2,NULL,0,0,0) ON CONFLICT(id) DO UPDATE SET name=excluded.name",
+	[ST_SY_GROUP_DEL_NAME] = "DELETE FROM kms_groups WHERE name=?2 AND id<>?1",
+	[ST_SY_GROUP_PUT] = "INSERT OR REPLACE INTO kms_groups(id,name,alg,max_keys,cryptoperiod,"
+			    "rotate_on_remove,created) VALUES(?1,?2,?3,?4,?5,?6,0)",
+	[ST_SY_MEMBER_PUT] = "INSERT OR IGNORE INTO kms_user_group(user_id,group_id) VALUES(?1,?2)",
+	[ST_SY_KEY_PUT] = "INSERT OR REPLACE INTO kms_keys(" KEY_COLS ") VALUES(?1,?2,?3,?4,?5,?6,"
+			  "?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+	[ST_SY_KEY_DEL] = "DELETE FROM kms_keys WHERE id=?1",
+	[ST_SY_USERS_PRUNE] = "DELETE FROM kms_users WHERE id<>?1 AND id NOT IN "
+			      "(SELECT user_id FROM kms_user_group)",
+	[ST_SY_SELF_PUT] = "INSERT OR REPLACE INTO kms_users(id,name,serial,update_key_id,kwk_id,"
+			   "created) VALUES(?1,?2,?3,?4,?5,0)",
 	[ST_AUDIT_INSERT] = "INSERT INTO kms_audit(" AUDIT_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7)",
 	[ST_AUDIT_ALL] = "SELECT " AUDIT_COLS " FROM kms_audit ORDER BY seq",
 	[ST_AUDIT_FROM] = "SELECT " AUDIT_COLS " FROM kms_audit WHERE seq>=?1 ORDER BY seq LIMIT ?2",
@@ -287,6 +310,7 @@ int kms_change_begin(struct kms *k)
 	k->in_change = 1;
 	k->n_undo = 0;
 	k->n_destroy = 0;
+	kms_track_reset(k);
 	return KMS_OK;
 }
 
@@ -325,6 +349,10 @@ int kms_change_end(struct kms *k, int rc, const char *op, const char *detail)
 {
 	if (!k->in_change)
 		return rc;
+	/* The update files this change owes are written before the commit,
+	 * so a change that cannot reach its users does not happen. */
+	if (rc == KMS_OK)
+		rc = kms_updates_emit(k);
 	if (rc == KMS_OK)
 		rc = kms_audit_append(k, op, KMS_OK, detail);
 	if (rc == KMS_OK)
@@ -333,10 +361,12 @@ int kms_change_end(struct kms *k, int rc, const char *op, const char *detail)
 		rc = kms_db_fail(k, "commit");
 	if (rc != KMS_OK) {
 		rollback_change(k);
+		kms_updates_settle(k, 0);
 		k->in_change = 0;
 		audit_refusal(k, rc, op, detail);
 		return rc;
 	}
+	kms_updates_settle(k, 1);
 	k->in_change = 0;
 	k->msg[0] = '\0';
 	return KMS_OK;

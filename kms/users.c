@@ -132,6 +132,13 @@ int kms_delete_user(struct kms *k, uint32_t user_id)
 		sqlite3_reset(st);
 		rc = kms_ids(k, ST_USER_GROUPS, &gids, &n, "u", user_id);
 	}
+	if (!rc) {
+		struct kms_user gone;
+
+		rc = kms_user_info(k, user_id, &gone);
+		if (!rc)
+			rc = kms_track_gone(k, &gone);
+	}
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = kms_member_drop(k, user_id, gids[i]);
 	if (!rc)

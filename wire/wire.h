@@ -118,6 +118,8 @@ enum wire_alg {
 #define WIRE_USE_MAC        0x20 /* HMAC */
 #define WIRE_USE_EXPORTABLE 0x40 /* may leave the device wrapped */
 #define WIRE_USE_ALL        0x7f
+/* KEY_EXPORT flags (optional trailing u8). */
+#define WIRE_EXPORT_TOMBSTONE 0x01 /* export a "destroy this ID" blob */
 /* A key that can wrap or unwrap can never encrypt or decrypt data. */
 #define WIRE_USE_DATA_MASK  (WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT | WIRE_USE_MAC)
 #define WIRE_USE_WRAP_MASK  (WIRE_USE_WRAP | WIRE_USE_UNWRAP)
@@ -177,17 +179,31 @@ enum wire_op {
 	/* admin. req: u32 id u8 usage u32 not_before u32 not_after
 	 * (usage may only lose bits) */
 	WIRE_OP_KEY_SET_ATTRS = 14,
-	/* admin. req: u32 wrapping_id u32 id ; resp: lenbytes blob.
+	/* admin. req: u32 wrapping_id u32 id [u8 flags] ; resp: lenbytes blob.
 	 * blob = RFC 5649 wrap of (u32 id u8 alg u8 usage u32 nb u32 na key)
-	 * under a key with WIRE_USE_WRAP; id must be exportable. */
+	 * under a key with WIRE_USE_WRAP; id must be exportable.
+	 * flags (optional, default 0): WIRE_EXPORT_TOMBSTONE makes the blob a
+	 * tombstone instead, (u32 id u8 alg=0 u8 usage=0 u32 0 u32 0) with no
+	 * key value; id need not exist here (id == wrapping_id is INVALID). */
 	WIRE_OP_KEY_EXPORT = 15,
 	/* user. req: u32 unwrapping_id lenbytes blob ; resp: u32 id.
-	 * Stores (or replaces) the key the blob carries, attributes as wrapped. */
+	 * Stores (or replaces) the key the blob carries, attributes as wrapped:
+	 * a replaced key takes the blob's usage and window.  A tombstone blob
+	 * (alg 0) destroys key id instead (already absent: OK), so a user
+	 * login loses a key only on the wrapping key's say-so.  The unwrapping
+	 * key itself can be neither replaced nor destroyed this way. */
 	WIRE_OP_KEY_IMPORT = 16,
-	/* admin. req: u32 new_id pubkey[32] lenbytes context
+	/* admin. req: u32 new_id pubkey[32] u8 alg u8 usage lenbytes context
 	 * Derives X25519(device, peer) -> HKDF-SHA256(salt "secube-channel-v1",
-	 * info = min(pubA,pubB) || max(pubA,pubB) || context) and stores it as
-	 * an AES256_KW key, usage WRAP|UNWRAP, not exportable. */
+	 * info = min(pubA,pubB) || max(pubA,pubB) || alg || context) and stores
+	 * it, window always, never exportable, as
+	 *   alg AES256_KW,  usage a non-empty subset of WRAP|UNWRAP, or
+	 *   alg AES256_GCM, usage a non-empty subset of ENCRYPT|DECRYPT;
+	 * anything else is INVALID.  Usage is not in info, so both cubes get
+	 * the same key whatever usage each side asks for (the admin cube
+	 * ENCRYPT / WRAP, the user's cube DECRYPT / UNWRAP).
+	 * Legacy body (still accepted): u32 new_id pubkey[32] lenbytes context
+	 * = AES256_KW, WRAP|UNWRAP, info without the alg byte. */
 	WIRE_OP_CHANNEL_DERIVE = 17,
 	/* user. req: u32 key_id u8 alg file_id[16] u32 n
 	 *       n x (u64 index u32 len)     len <= 65536, sum <= WIRE_MAX_BULK_REQ
