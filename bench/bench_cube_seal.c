@@ -34,27 +34,29 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Raw: the same work the device does per batch (subkey, nonce, GCM per sector). */
-static int raw_seal_batch(const uint8_t key[32], const uint8_t *in, uint8_t *out)
+/*
+ * Raw: the same work the device does per batch, done the fastest simple way
+ * in process: all nonces from one RAND_bytes call, one GCM context keyed
+ * once, per sector a nonce, the AAD, the data and the tag.
+ */
+static int raw_seal_batch(EVP_CIPHER_CTX *ctx, const uint8_t *in, uint8_t *out)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	uint8_t aad[28];
+	uint8_t nonces[NSECT * 12], aad[28];
 	unsigned i;
-	int len, ok = ctx != NULL;
+	int len, ok = RAND_bytes(nonces, sizeof(nonces)) == 1;
 
 	memset(aad, 0, sizeof(aad));
-	ok = ok && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL);
 	for (i = 0; ok && i < NSECT; i++) {
 		uint8_t *o = out + i * (SECTOR + 28);
 
-		ok = RAND_bytes(o, 12) == 1 &&
-		     EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, o) &&
+		memcpy(o, nonces + 12 * i, 12);
+		aad[16] = (uint8_t)i;
+		ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, o) &&
 		     EVP_EncryptUpdate(ctx, NULL, &len, aad, sizeof(aad)) &&
 		     EVP_EncryptUpdate(ctx, o + 12, &len, in + i * SECTOR, SECTOR) &&
 		     EVP_EncryptFinal_ex(ctx, o + 12 + SECTOR, &len) &&
 		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, o + 12 + SECTOR);
 	}
-	EVP_CIPHER_CTX_free(ctx);
 	return ok ? 0 : -1;
 }
 
@@ -94,15 +96,18 @@ int main(int argc, char **argv)
 			      .not_before = 0, .not_after = WIRE_TIME_NEVER };
 	uint8_t *in = malloc(BATCH), *out = malloc(BATCH + NSECT * 28), *back = malloc(BATCH);
 	uint8_t *bad = malloc(NSECT), fid[16] = { 1 }, key[32];
-	double proto[ROUNDS], open_mb[ROUNDS], raw[ROUNDS];
+	double proto[ROUNDS], open_mb[ROUNDS], raw_mb[ROUNDS];
 	struct cube *c = NULL;
+	EVP_CIPHER_CTX *raw = EVP_CIPHER_CTX_new();
 	int r, rc = 1;
 	unsigned i;
 
-	if (!in || !out || !back || !bad || !mkdtemp(dir))
+	if (!in || !out || !back || !bad || !raw || !mkdtemp(dir))
 		return 1;
 	RAND_bytes(in, BATCH);
 	RAND_bytes(key, sizeof(key));
+	if (!EVP_EncryptInit_ex(raw, EVP_aes_256_gcm(), NULL, key, NULL))
+		return 1;
 	for (i = 0; i < NSECT; i++) {
 		sect[i].index = i;
 		sect[i].len = SECTOR;
@@ -136,9 +141,9 @@ int main(int argc, char **argv)
 			}
 		open_mb[r] = (double)n * BATCH / t / 1e6;
 		for (n = 0, t0 = now_s(); (t = now_s() - t0) < secs; n++)
-			if (raw_seal_batch(key, in, out) < 0)
+			if (raw_seal_batch(raw, in, out) < 0)
 				goto out;
-		raw[r] = (double)n * BATCH / t / 1e6;
+		raw_mb[r] = (double)n * BATCH / t / 1e6;
 	}
 	if (memcmp(in, back, BATCH)) {
 		fprintf(stderr, "bench_cube: opened data differs from sealed data\n");
@@ -146,12 +151,12 @@ int main(int argc, char **argv)
 	}
 	qsort(proto, ROUNDS, sizeof(double), cmp_double);
 	qsort(open_mb, ROUNDS, sizeof(double), cmp_double);
-	qsort(raw, ROUNDS, sizeof(double), cmp_double);
+	qsort(raw_mb, ROUNDS, sizeof(double), cmp_double);
 	printf("cube seal, 1 MiB batches via protocol:  %8.0f MB/s\n", proto[ROUNDS / 2]);
 	printf("cube open, 1 MiB batches via protocol:  %8.0f MB/s\n", open_mb[ROUNDS / 2]);
-	printf("raw OpenSSL AES-256-GCM in process:     %8.0f MB/s\n", raw[ROUNDS / 2]);
+	printf("raw OpenSSL AES-256-GCM in process:     %8.0f MB/s\n", raw_mb[ROUNDS / 2]);
 	printf("ratio seal/raw: %.2f (target >= 0.70)   ratio open/raw: %.2f\n",
-	       proto[ROUNDS / 2] / raw[ROUNDS / 2], open_mb[ROUNDS / 2] / raw[ROUNDS / 2]);
+	       proto[ROUNDS / 2] / raw_mb[ROUNDS / 2], open_mb[ROUNDS / 2] / raw_mb[ROUNDS / 2]);
 	rc = 0;
 out:
 	if (c)
@@ -160,6 +165,7 @@ out:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "bench_cube: could not remove %s\n", dir);
+	EVP_CIPHER_CTX_free(raw);
 	free(in); free(out); free(back); free(bad);
 	return rc;
 }
