@@ -88,6 +88,7 @@ static int set_size(struct sekeyfs *fs, struct fs_inode *ino, uint64_t size)
 		return rc;
 	pthread_rwlock_rdlock(&ino->sf_lock);
 	rc = sefile_truncate(ino->sf, size);
+	fs_readahead_drop(ino);
 	pthread_rwlock_unlock(&ino->sf_lock);
 	fs_file_release(fs, ino);
 	return rc == SEFILE_OK ? 0 : fs_sefile_err(fs, rc, "truncate");

@@ -205,10 +205,14 @@ int fs_name_encrypt(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *n
 {
 	int rc;
 
+	if (fs_namecache_get(fs, h, name, out))
+		return 0;
 	rc = sefile_name_encrypt(fs->pool, h->name_key, h->dir_id, name, out->enc,
 				 sizeof(out->enc), &out->is_long, out->full, sizeof(out->full));
-	if (rc == SEFILE_OK)
+	if (rc == SEFILE_OK) {
+		fs_namecache_put(fs, h, name, out);
 		return 0;
+	}
 	if (rc == SEFILE_ENAMETOOLONG)
 		return -ENAMETOOLONG;
 	if (rc == SEFILE_EINVAL)
@@ -316,5 +320,14 @@ int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
 	rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
 	if (rc != SEFILE_OK)
 		return fs_sefile_err(fs, rc, "readdir: skipped an entry");
+	/* The pair is authentic (SIV): a later lookup, unlink or rename of
+	 * this name needs no cube call. */
+	if (enc == bname) {
+		struct fs_name n;
+
+		snprintf(n.enc, sizeof(n.enc), "%s", bname);
+		n.is_long = 0;
+		fs_namecache_put(fs, h, out, &n);
+	}
 	return 0;
 }

@@ -357,6 +357,53 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rc);
 }
 
+/* A plain rename.  A directory may replace an empty directory, but the
+ * backing target is never empty (it holds its header): so when both are
+ * directories, the target's header (and crash residue) goes first, parked
+ * in the target's parent under a temporary name, and comes back if the
+ * rename fails (a name created there meanwhile: ENOTEMPTY). */
+static int rename_over_dir(struct sekeyfs *fs, struct fs_inode *d1, const struct fs_name *n1,
+			   struct fs_inode *d2, const struct fs_name *n2)
+{
+	struct stat s1, s2;
+	char tmp[64];
+	uint8_t r[8];
+	int rc, dfd;
+
+	if (fstatat(d1->fd, n1->enc, &s1, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(s1.st_mode) ||
+	    fstatat(d2->fd, n2->enc, &s2, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(s2.st_mode) ||
+	    (s1.st_dev == s2.st_dev && s1.st_ino == s2.st_ino))
+		return renameat(d1->fd, n1->enc, d2->fd, n2->enc) == 0 ? 0 : -errno;
+	dfd = openat(d2->fd, n2->enc, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	rc = dir_is_empty(dfd);
+	if (!rc)
+		rc = fs_random(r, sizeof(r));
+	if (rc) {
+		close(dfd);
+		return rc;
+	}
+	remove_residue(dfd);
+	snprintf(tmp, sizeof(tmp), FS_TMP_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
+		 r[2], r[3], r[4], r[5], r[6], r[7]);
+	if (renameat(dfd, SEKEYFS_DIRHDR_NAME, d2->fd, tmp) != 0 && errno != ENOENT) {
+		rc = -errno;
+		close(dfd);
+		return rc;
+	}
+	if (renameat(d1->fd, n1->enc, d2->fd, n2->enc) != 0) {
+		rc = -errno;
+		if (renameat(d2->fd, tmp, dfd, SEKEYFS_DIRHDR_NAME) != 0 && errno != ENOENT)
+			fs_log(fs, LOG_ERR, "rename failed and the target's header could not be restored: %s",
+			       strerror(errno));
+	} else {
+		unlinkat(d2->fd, tmp, 0);
+	}
+	close(dfd);
+	return rc;
+}
+
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
@@ -375,7 +422,9 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		rc = name_in(fs, d2, newname, 1, &h2, &n2);
 	if (!rc)
 		rc = fs_side_write(fs, d2->fd, &n2);
-	if (!rc && renameat2(d1->fd, n1.enc, d2->fd, n2.enc, flags) != 0)
+	if (!rc && !flags)
+		rc = rename_over_dir(fs, d1, &n1, d2, &n2);
+	else if (!rc && renameat2(d1->fd, n1.enc, d2->fd, n2.enc, flags) != 0)
 		rc = -errno;
 	/* The old name is gone (unless it was an exchange, or a rename onto
 	 * itself): so is its side file. */
@@ -404,6 +453,7 @@ static int open_existing(struct sekeyfs *fs, struct fs_inode *dir, const char *b
 	if (!rc && (fi->flags & O_TRUNC)) {
 		pthread_rwlock_rdlock(&p->sf_lock);
 		rc = sefile_truncate(p->sf, 0);
+		fs_readahead_drop(p);
 		pthread_rwlock_unlock(&p->sf_lock);
 		rc = rc == SEFILE_OK ? 0 : fs_sefile_err(fs, rc, "create: truncate");
 		if (rc)
@@ -460,7 +510,8 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	}
 	p = fs_inode_of(fs, e.ino);
 	h->ino = p;
-	h->append = !!(fi->flags & O_APPEND);
+	/* With the write-back cache the kernel places O_APPEND writes itself. */
+	h->append = !fs->writeback && (fi->flags & O_APPEND);
 	h->writable = 1;
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;

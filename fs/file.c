@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,8 +101,10 @@ out:
 void fs_file_release(struct sekeyfs *fs, struct fs_inode *ino)
 {
 	pthread_rwlock_wrlock(&ino->sf_lock);
-	if (ino->sf_users > 0 && --ino->sf_users == 0)
+	if (ino->sf_users > 0 && --ino->sf_users == 0) {
 		close_shared(fs, ino);
+		fs_readahead_free(ino);
+	}
 	pthread_rwlock_unlock(&ino->sf_lock);
 }
 
@@ -200,6 +203,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!rc && (fi->flags & O_TRUNC)) {
 		pthread_rwlock_rdlock(&p->sf_lock);
 		rc = sefile_truncate(p->sf, 0);
+		fs_readahead_drop(p);
 		pthread_rwlock_unlock(&p->sf_lock);
 		rc = rc == SEFILE_OK ? 0 : fs_sefile_err(fs, rc, "open: truncate");
 		if (rc)
@@ -211,7 +215,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->ino = p;
-	h->append = !!(fi->flags & O_APPEND);
+	/* With the write-back cache the kernel places O_APPEND writes itself. */
+	h->append = !fs->writeback && (fi->flags & O_APPEND);
 	h->writable = wr;
 	fi->fh = (uintptr_t)h;
 	/* This mount is the one writer of what it caches; the kernel still
@@ -222,6 +227,130 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_file_release(fs, p);
 		free(h);
 	}
+}
+
+/*
+ * Daemon-side read-ahead.  The kernel sends reads of at most 128 KiB even
+ * with a 1 MiB read-ahead window, and each one would cost a backing pread
+ * and a cube round trip.  When a file is read sequentially (a read starts
+ * where the previous one ended), one read of FS_RA_SIZE bytes opens up to
+ * 256 sectors in a single cube request, and the plaintext after the part
+ * asked for is kept here for the next reads.  Any change to the file
+ * (write, truncate, fallocate, O_TRUNC, a reconnect) drops it, under
+ * ra_mu, before the change is answered; the buffer is wiped when freed.
+ */
+#define FS_RA_SIZE (1u << 20)
+
+struct fs_readahead {
+	uint64_t off;      /* plaintext offset of buf[0] */
+	size_t len;        /* valid bytes in buf */
+	int eof;           /* the file ended inside buf */
+	uint64_t next;     /* where a sequential reader reads next */
+	uint8_t buf[FS_RA_SIZE];
+};
+
+void fs_readahead_drop(struct fs_inode *ino)
+{
+	pthread_mutex_lock(&ino->ra_mu);
+	if (ino->ra) {
+		ino->ra->len = 0;
+		ino->ra->eof = 0;
+	}
+	pthread_mutex_unlock(&ino->ra_mu);
+}
+
+void fs_readahead_free(struct fs_inode *ino)
+{
+	struct fs_readahead *ra;
+
+	pthread_mutex_lock(&ino->ra_mu);
+	ra = ino->ra;
+	ino->ra = NULL;
+	pthread_mutex_unlock(&ino->ra_mu);
+	if (ra) {
+		OPENSSL_cleanse(ra, sizeof(*ra));
+		free(ra);
+	}
+}
+
+/* Serve [off, off + size) from the read-ahead buffer if it holds it (or
+ * holds its start and the end of the file).  Returns the bytes copied, or
+ * -1 for a miss.  Caller holds ra_mu. */
+static ssize_t ra_hit(struct fs_readahead *ra, char *out, size_t size, uint64_t off)
+{
+	uint64_t end = ra->off + ra->len;
+	size_t n;
+
+	if (!ra->len || off < ra->off || off >= end)
+		return ra->eof && ra->len == 0 && off == ra->off ? 0 : -1;
+	n = (size_t)(end - off);
+	if (n < size && !ra->eof)
+		return -1;
+	n = n < size ? n : size;
+	memcpy(out, ra->buf + (off - ra->off), n);
+	return (ssize_t)n;
+}
+
+/* A read of ino's SEfile through the read-ahead buffer.  Caller holds
+ * sf_lock shared and has checked ino->sf. */
+static ssize_t read_ahead(struct fs_inode *ino, char *out, size_t size, uint64_t off)
+{
+	struct fs_readahead *ra;
+	ssize_t n;
+
+	if (size >= FS_RA_SIZE)
+		return sefile_pread(ino->sf, out, size, off);
+	pthread_mutex_lock(&ino->ra_mu);
+	ra = ino->ra;
+	if (ra) {
+		n = ra_hit(ra, out, size, off);
+		if (n >= 0) {
+			ra->next = off + (uint64_t)n;
+			pthread_mutex_unlock(&ino->ra_mu);
+			return n;
+		}
+	}
+	/* Sequential: where the last read ended, or just past it (the
+	 * kernel's concurrent reads may arrive one request out of order). */
+	if (!ra || off < ra->next || off - ra->next > 2 * (uint64_t)size) {
+		/* Not (yet) sequential: a plain read, remembered. */
+		if (!ra) {
+			ra = calloc(1, sizeof(*ra));
+			ino->ra = ra;
+		}
+		if (ra)
+			ra->next = off + size;
+		pthread_mutex_unlock(&ino->ra_mu);
+		return sefile_pread(ino->sf, out, size, off);
+	}
+	/* Sequential: fill the buffer from off, holding ra_mu so the
+	 * concurrent reads of the next parts wait for it instead of asking
+	 * the cube for the same sectors. */
+	n = sefile_pread(ino->sf, ra->buf, FS_RA_SIZE, off);
+	if (n < 0) {
+		ra->len = 0;
+		pthread_mutex_unlock(&ino->ra_mu);
+		return n;
+	}
+	ra->off = off;
+	ra->len = (size_t)n;
+	ra->eof = (size_t)n < FS_RA_SIZE;
+	n = ra_hit(ra, out, size, off);
+	if (n < 0)
+		n = 0;
+	ra->next = off + (uint64_t)n;
+	pthread_mutex_unlock(&ino->ra_mu);
+	return n;
+}
+
+/* rc of an operation on a handle whose inode lost its SEfile: a reconnect
+ * could not reopen it (reconnect.c).  EIO until the next reconnect or a
+ * new open; not a cube failure, so it does not ask for a reconnect. */
+#define FS_NO_SEFILE (-1000)
+
+static int file_err(struct sekeyfs *fs, int code, const char *what)
+{
+	return code == FS_NO_SEFILE ? -EIO : fs_sefile_err(fs, code, what);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -237,12 +366,13 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_rwlock_rdlock(&p->sf_lock);
-	n = sefile_pread(p->sf, buf, size, (uint64_t)off);
+	n = p->sf ? read_ahead(p, buf, size, (uint64_t)off) : FS_NO_SEFILE;
 	pthread_rwlock_unlock(&p->sf_lock);
 	if (n < 0)
-		fuse_reply_err(req, -fs_sefile_err(fs, (int)n, "read"));
+		fuse_reply_err(req, -file_err(fs, (int)n, "read"));
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
+	OPENSSL_cleanse(buf, size ? size : 1);
 	free(buf);
 }
 
@@ -265,12 +395,15 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		pthread_rwlock_wrlock(&p->sf_lock);
 	else
 		pthread_rwlock_rdlock(&p->sf_lock);
-	if (h->append)
+	if (!p->sf)
+		rc = FS_NO_SEFILE;
+	else if (h->append)
 		rc = sefile_size(p->sf, &end);
 	n = rc == SEFILE_OK ? sefile_pwrite(p->sf, buf, size, end) : rc;
 	pthread_rwlock_unlock(&p->sf_lock);
+	fs_readahead_drop(p);
 	if (n < 0)
-		fuse_reply_err(req, -fs_sefile_err(fs, (int)n, "write"));
+		fuse_reply_err(req, -file_err(fs, (int)n, "write"));
 	else
 		fuse_reply_write(req, (size_t)n);
 }
@@ -299,9 +432,9 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 	int rc;
 
 	pthread_rwlock_rdlock(&p->sf_lock);
-	rc = sefile_fsync(p->sf, datasync);
+	rc = p->sf ? sefile_fsync(p->sf, datasync) : FS_NO_SEFILE;
 	pthread_rwlock_unlock(&p->sf_lock);
-	fuse_reply_err(req, rc == SEFILE_OK ? 0 : -fs_sefile_err(fs, rc, "fsync"));
+	fuse_reply_err(req, rc == SEFILE_OK ? 0 : -file_err(fs, rc, "fsync"));
 }
 
 void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
@@ -319,9 +452,10 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off
 		return;
 	}
 	pthread_rwlock_wrlock(&p->sf_lock);
-	rc = sefile_size(p->sf, &size);
+	rc = p->sf ? sefile_size(p->sf, &size) : FS_NO_SEFILE;
 	if (rc == SEFILE_OK && end > size)
 		rc = sefile_truncate(p->sf, end);
 	pthread_rwlock_unlock(&p->sf_lock);
-	fuse_reply_err(req, rc == SEFILE_OK ? 0 : -fs_sefile_err(fs, rc, "fallocate"));
+	fs_readahead_drop(p);
+	fuse_reply_err(req, rc == SEFILE_OK ? 0 : -file_err(fs, rc, "fallocate"));
 }

@@ -32,6 +32,8 @@ struct sekeyfs_config {
 	int foreground;        /* log to stderr (else syslog) */
 	int debug;             /* log every failed operation, not only damage */
 	double timeout;        /* entry and attribute cache seconds (default 1.0) */
+	int writeback;         /* let the kernel cache and merge writes
+	                        * (FUSE writeback cache; see docs/MOUNT.md) */
 };
 
 struct sekeyfs;
@@ -70,6 +72,9 @@ struct sekeyfs_args {
 	int help;
 	int version;
 	unsigned connections;  /* cube connections in the pool (default 4) */
+	char *pin_kept;        /* the PIN in locked memory, for reconnecting */
+	size_t pin_kept_cap;
+	int pin_kept_locked;
 	struct sekeyfs_config cfg;
 	struct fuse_args fuse; /* what is left for libfuse: mountpoint, -f, -o ... */
 	struct fuse_cmdline_opts cmd;
@@ -92,6 +97,13 @@ void sekeyfs_usage(const char *prog);
  * with a message on stderr; the caller wipes pin.
  */
 int sekeyfs_read_pin(const char *file, int fd, char *pin, size_t cap);
+
+/*
+ * Keep a copy of pin in locked memory (mlock; wiped by sekeyfs_args_free
+ * at unmount) so the mount can log in again when the cube comes back
+ * after going away.  Returns 0 or -1 (out of memory).
+ */
+int sekeyfs_args_keep_pin(struct sekeyfs_args *a, const char *pin);
 
 /*
  * Mount a.backing on the mountpoint in a.fuse and serve it until unmounted

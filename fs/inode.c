@@ -24,6 +24,11 @@ int fs_inode_init(struct fs_inode *ino)
 		pthread_mutex_destroy(&ino->mu);
 		return -ENOMEM;
 	}
+	if (pthread_mutex_init(&ino->ra_mu, NULL) != 0) {
+		pthread_rwlock_destroy(&ino->sf_lock);
+		pthread_mutex_destroy(&ino->mu);
+		return -ENOMEM;
+	}
 	ino->fd = -1;
 	ino->sf_fd = -1;
 	return 0;
@@ -37,6 +42,8 @@ void fs_inode_destroy(struct fs_inode *ino)
 		close(ino->sf_fd);
 	if (ino->fd >= 0)
 		close(ino->fd);
+	fs_readahead_free(ino);
+	pthread_mutex_destroy(&ino->ra_mu);
 	pthread_rwlock_destroy(&ino->sf_lock);
 	pthread_mutex_destroy(&ino->mu);
 }

@@ -4,19 +4,28 @@
  * file lends the others.
  *
  * Lock order (never take an earlier lock while holding a later one):
+ *   0. fs->pool_lock    (rwlock: shared for the whole of every operation,
+ *                        exclusive while a new cube pool replaces a dead
+ *                        one, reconnect.c; never taken twice by a thread)
  *   1. inode->sf_lock   (rwlock: shared around I/O on the inode's open
  *                        SEfile, exclusive to open/replace/close it)
- *   2. inode->mu        (the directory header cache)
+ *   2. inode->ra_mu     (the read-ahead plaintext of a file)
+ *      inode->mu        (the directory header cache; never with ra_mu)
  *   3. fs->table_mu     (the (dev, ino) -> inode map and lookup counts)
- *   4. the cube pool's own mutex (inside sefile/, never held across calls)
- * No lock is held across a FUSE reply.  Only the table mutex is ever taken
- * on two inodes' behalf at once, so no two inode locks nest.
+ *   4. leaves: the name cache's mutex (namecache.c), the cube pool's own
+ *      mutex (inside sefile/, never held across calls)
+ * No lock but the shared pool_lock is held across a FUSE reply.  Only the
+ * table mutex is ever taken on two inodes' behalf at once, so no two inode
+ * locks nest.  One exception, safe because it runs alone: a reconnect holds
+ * pool_lock exclusively (no operation is running) and takes each inode's
+ * sf_lock and ra_mu while walking the table under table_mu.
  */
 #ifndef SEKEYFS_FS_INTERNAL_H
 #define SEKEYFS_FS_INTERNAL_H
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -64,12 +73,24 @@ struct fs_inode {
 	int sf_writable;
 	unsigned sf_users;
 	uint32_t sector_size;       /* of this file, once known */
+
+	pthread_mutex_t ra_mu;      /* guards ra (file.c: daemon read-ahead) */
+	struct fs_readahead *ra;
 };
 
+struct fs_namecache;
+struct fs_reconnect;
+
 struct sekeyfs {
-	struct sefile_cube *pool;
+	struct sefile_cube *pool;   /* replaced only under pool_lock (exclusive) */
+	pthread_rwlock_t pool_lock;
+	atomic_int cube_down;       /* an operation saw the cube fail */
+	_Atomic int64_t last_reconnect;
+	struct fs_reconnect *reconnect;
+	struct fs_namecache *names; /* encrypted names (namecache.c) */
 	struct sekeyfs_config cfg;
 	uint32_t sector_size;       /* the root header's: new files */
+	int writeback;              /* the kernel's write-back cache is on */
 	struct fs_inode root;
 	pthread_mutex_t table_mu;
 	struct fs_inode **buckets;
@@ -96,7 +117,7 @@ struct fs_dirhandle {
 void fs_log(const struct sekeyfs *fs, int prio, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Turn a SEfile code into -errno, logging integrity/key failures with what. */
-int fs_sefile_err(const struct sekeyfs *fs, int code, const char *what);
+int fs_sefile_err(struct sekeyfs *fs, int code, const char *what);
 
 /* ---- inode.c ---- */
 int fs_table_init(struct sekeyfs *fs);
@@ -152,8 +173,40 @@ void fs_file_release(struct sekeyfs *fs, struct fs_inode *ino);
  * backing fd (O_RDWR) come back in *sfp, *fdp.  0 or -errno. */
 int fs_file_create(struct sekeyfs *fs, int dirfd, const char *bname, mode_t mode,
 		   uint32_t key_id, struct sefile **sfp, int *fdp);
+/* Forget the read-ahead plaintext of ino (after any change to the file). */
+void fs_readahead_drop(struct fs_inode *ino);
+/* Free it (inode destroyed or last handle closed). */
+void fs_readahead_free(struct fs_inode *ino);
 /* Make sf (on fd) the inode's shared open file, for one user. */
 void fs_file_install(struct sekeyfs *fs, struct fs_inode *ino, struct sefile *sf, int fd);
+
+/* ---- namecache.c: encrypted names already computed ---- */
+int fs_namecache_init(struct sekeyfs *fs);
+void fs_namecache_free(struct sekeyfs *fs);
+/* 1 and *out filled if name in the directory of h is cached, else 0. */
+int fs_namecache_get(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *name,
+		     struct fs_name *out);
+void fs_namecache_put(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *name,
+		      const struct fs_name *n);
+
+/* ---- reconnect.c: the cube going away and coming back ---- */
+/* Keep what a new pool needs: spec, role, pool size and a copy of the
+ * PIN in locked memory (wiped by fs_reconnect_free).  0 or -ENOMEM. */
+int fs_reconnect_setup(struct sekeyfs *fs, const char *spec, enum wire_role role,
+		       unsigned connections, const char *pin);
+void fs_reconnect_free(struct sekeyfs *fs);
+/* The replacement pool the file system opened itself (closed by sekeyfs_free). */
+struct sefile_cube *fs_reconnect_owned_pool(struct sekeyfs *fs);
+/* Mark the cube down (a SEFILE_ECUBE was seen). */
+void fs_cube_failed(struct sekeyfs *fs);
+/* The same after a direct cube call that returned cube_rc (CUBE_E*). */
+void fs_cube_check(struct sekeyfs *fs, int cube_rc);
+/* Around every operation: pool_lock shared; leaving may reconnect. */
+void fs_guard_enter(struct sekeyfs *fs);
+void fs_guard_leave(struct sekeyfs *fs);
+/* A page of locked memory holding a copy of pin; wipe with fs_pin_wipe. */
+char *fs_pin_keep(const char *pin, size_t *cap, int *locked);
+void fs_pin_wipe(char *pin, size_t cap, int locked);
 
 /* ---- symlink.c ---- */
 int fs_symlink_encrypt(struct sekeyfs *fs, uint32_t key_id, const char *target, char *out,

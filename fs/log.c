@@ -26,7 +26,7 @@ void fs_log(const struct sekeyfs *fs, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
-int fs_sefile_err(const struct sekeyfs *fs, int code, const char *what)
+int fs_sefile_err(struct sekeyfs *fs, int code, const char *what)
 {
 	int e = sefile_errno(code);
 
@@ -41,6 +41,8 @@ int fs_sefile_err(const struct sekeyfs *fs, int code, const char *what)
 	case SEFILE_EKEYEXPIRED:
 	case SEFILE_ECUBE:
 		fs_log(fs, LOG_WARNING, "%s: %s", what, sefile_errmsg());
+		if (code == SEFILE_ECUBE)
+			fs_cube_failed(fs);
 		break;
 	default:
 		if (fs->cfg.debug)

@@ -62,9 +62,16 @@ int main(int argc, char **argv)
 	}
 	rc = sefile_cube_open(&pool, a.device, a.admin ? WIRE_ROLE_ADMIN : WIRE_ROLE_USER, pin,
 			      a.connections, err, sizeof(err));
+	/* A mount keeps the PIN (locked memory) to log in again if the cube
+	 * goes away and comes back; --init does not need it. */
+	if (rc == SEFILE_OK && !a.init && sekeyfs_args_keep_pin(&a, pin) != 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		rc = SEFILE_ENOMEM;
+	}
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rc != SEFILE_OK) {
 		fprintf(stderr, "sekeyfs: cube %s: %s\n", a.device, err);
+		sefile_cube_close(pool);
 		sekeyfs_args_free(&a);
 		return 4;
 	}

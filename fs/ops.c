@@ -38,10 +38,20 @@ void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Write-back cache (opt-in): the kernel merges small writes into
+	 * requests of up to max_write, so a stream of 4 KiB writes costs one
+	 * cube request per MiB, not per write.  The kernel then keeps the
+	 * file size itself and ignores sizes from getattr, so another mount's
+	 * size changes are not seen: one mount per BACKING only. */
+	if (fs->cfg.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	fs->writeback = !!(conn->want & FUSE_CAP_WRITEBACK_CACHE);
 	/* Data does not go through splice: it must be sealed in between. */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-	fs_log(fs, LOG_INFO, "mounted: max_write %u, read-ahead %u", conn->max_write,
-	       conn->max_readahead);
+	fs_log(fs, LOG_INFO, "mounted: max_write %u, read-ahead %u%s", conn->max_write,
+	       conn->max_readahead, fs->writeback ? ", write-back cache" : "");
 }
 
 static void fs_op_destroy(void *userdata)
@@ -51,45 +61,105 @@ static void fs_op_destroy(void *userdata)
 	fs_log(fs, LOG_INFO, "unmounted");
 }
 
+/* Every operation runs holding the pool lock shared (reconnect.c): the
+ * cube pool is never swapped under it, and one that saw the cube fail may
+ * reconnect on its way out.  The userdata is read before the operation,
+ * which frees req with its reply. */
+#define GUARDED(op, params, args)                                      \
+	static void guarded_##op(fuse_req_t req, params)               \
+	{                                                              \
+		struct sekeyfs *fs = fuse_req_userdata(req);           \
+		fs_guard_enter(fs);                                    \
+		fs_op_##op(req, args);                                 \
+		fs_guard_leave(fs);                                    \
+	}
+#define P(...) __VA_ARGS__
+GUARDED(lookup, P(fuse_ino_t parent, const char *name), P(parent, name))
+GUARDED(forget, P(fuse_ino_t ino, uint64_t nlookup), P(ino, nlookup))
+GUARDED(forget_multi, P(size_t count, struct fuse_forget_data *forgets), P(count, forgets))
+GUARDED(getattr, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(setattr, P(fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi), P(ino, attr, to_set, fi))
+GUARDED(readlink, P(fuse_ino_t ino), P(ino))
+GUARDED(mknod, P(fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev), P(parent, name, mode, rdev))
+GUARDED(mkdir, P(fuse_ino_t parent, const char *name, mode_t mode), P(parent, name, mode))
+GUARDED(unlink, P(fuse_ino_t parent, const char *name), P(parent, name))
+GUARDED(rmdir, P(fuse_ino_t parent, const char *name), P(parent, name))
+GUARDED(symlink, P(const char *link, fuse_ino_t parent, const char *name), P(link, parent, name))
+GUARDED(rename, P(fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags), P(parent, name, newparent, newname, flags))
+GUARDED(link, P(fuse_ino_t ino, fuse_ino_t parent, const char *name), P(ino, parent, name))
+GUARDED(open, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(read, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
+GUARDED(write, P(fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi), P(ino, buf, size, off, fi))
+GUARDED(flush, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(release, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(fsync, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi))
+GUARDED(opendir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(readdir, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
+GUARDED(readdirplus, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
+GUARDED(releasedir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
+GUARDED(fsyncdir, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi))
+GUARDED(statfs, P(fuse_ino_t ino), P(ino))
+GUARDED(setxattr, P(fuse_ino_t ino, const char *name, const char *value, size_t size, int flags), P(ino, name, value, size, flags))
+GUARDED(getxattr, P(fuse_ino_t ino, const char *name, size_t size), P(ino, name, size))
+GUARDED(listxattr, P(fuse_ino_t ino, size_t size), P(ino, size))
+GUARDED(removexattr, P(fuse_ino_t ino, const char *name), P(ino, name))
+GUARDED(create, P(fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi), P(parent, name, mode, fi))
+GUARDED(fallocate, P(fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi), P(ino, mode, offset, length, fi))
+
 static const struct fuse_lowlevel_ops sekeyfs_ops = {
 	.init = fs_op_init,
 	.destroy = fs_op_destroy,
-	.lookup = fs_op_lookup,
-	.forget = fs_op_forget,
-	.forget_multi = fs_op_forget_multi,
-	.getattr = fs_op_getattr,
-	.setattr = fs_op_setattr,
-	.readlink = fs_op_readlink,
-	.mknod = fs_op_mknod,
-	.mkdir = fs_op_mkdir,
-	.unlink = fs_op_unlink,
-	.rmdir = fs_op_rmdir,
-	.symlink = fs_op_symlink,
-	.rename = fs_op_rename,
-	.link = fs_op_link,
-	.open = fs_op_open,
-	.read = fs_op_read,
-	.write = fs_op_write,
-	.flush = fs_op_flush,
-	.release = fs_op_release,
-	.fsync = fs_op_fsync,
-	.opendir = fs_op_opendir,
-	.readdir = fs_op_readdir,
-	.readdirplus = fs_op_readdirplus,
-	.releasedir = fs_op_releasedir,
-	.fsyncdir = fs_op_fsyncdir,
-	.statfs = fs_op_statfs,
-	.setxattr = fs_op_setxattr,
-	.getxattr = fs_op_getxattr,
-	.listxattr = fs_op_listxattr,
-	.removexattr = fs_op_removexattr,
-	.create = fs_op_create,
-	.fallocate = fs_op_fallocate,
+	.lookup = guarded_lookup,
+	.forget = guarded_forget,
+	.forget_multi = guarded_forget_multi,
+	.getattr = guarded_getattr,
+	.setattr = guarded_setattr,
+	.readlink = guarded_readlink,
+	.mknod = guarded_mknod,
+	.mkdir = guarded_mkdir,
+	.unlink = guarded_unlink,
+	.rmdir = guarded_rmdir,
+	.symlink = guarded_symlink,
+	.rename = guarded_rename,
+	.link = guarded_link,
+	.open = guarded_open,
+	.read = guarded_read,
+	.write = guarded_write,
+	.flush = guarded_flush,
+	.release = guarded_release,
+	.fsync = guarded_fsync,
+	.opendir = guarded_opendir,
+	.readdir = guarded_readdir,
+	.readdirplus = guarded_readdirplus,
+	.releasedir = guarded_releasedir,
+	.fsyncdir = guarded_fsyncdir,
+	.statfs = guarded_statfs,
+	.setxattr = guarded_setxattr,
+	.getxattr = guarded_getxattr,
+	.listxattr = guarded_listxattr,
+	.removexattr = guarded_removexattr,
+	.create = guarded_create,
+	.fallocate = guarded_fallocate,
 };
 
 const struct fuse_lowlevel_ops *sekeyfs_lowlevel_ops(void)
 {
 	return &sekeyfs_ops;
+}
+
+/* Writer-preferring: a reconnect waiting for the lock is not starved by
+ * a stream of operations. */
+static int init_pool_lock(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t a;
+	int rc;
+
+	if (pthread_rwlockattr_init(&a) != 0)
+		return -1;
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = pthread_rwlock_init(l, &a);
+	pthread_rwlockattr_destroy(&a);
+	return rc;
 }
 
 int sekeyfs_new(struct sekeyfs **out, struct sefile_cube *pool, int backing_fd,
@@ -108,14 +178,22 @@ int sekeyfs_new(struct sekeyfs **out, struct sefile_cube *pool, int backing_fd,
 	}
 	fs->pool = pool;
 	fs->cfg = *cfg;
+	if (init_pool_lock(&fs->pool_lock) != 0) {
+		close(backing_fd);
+		free(fs);
+		return snprintf(err, err_cap, "out of memory"), -ENOMEM;
+	}
 	if (fs->cfg.timeout <= 0)
 		fs->cfg.timeout = 1.0;
 	fs->sector_size = 4096;
 	rc = fs_table_init(fs);
 	if (!rc)
 		rc = fs_inode_init(&fs->root);
+	if (!rc)
+		rc = fs_namecache_init(fs);
 	if (rc) {
 		close(backing_fd);
+		fs_namecache_free(fs);
 		free(fs);
 		return snprintf(err, err_cap, "out of memory"), rc;
 	}
@@ -147,10 +225,18 @@ fail:
 
 void sekeyfs_free(struct sekeyfs *fs)
 {
+	struct sefile_cube *owned;
+
 	if (!fs)
 		return;
 	fs_table_free(fs);
 	fs_inode_destroy(&fs->root);
+	fs_namecache_free(fs);
+	owned = fs_reconnect_owned_pool(fs);
+	fs_reconnect_free(fs);
+	if (owned)
+		sefile_cube_close(owned);
+	pthread_rwlock_destroy(&fs->pool_lock);
 	free(fs);
 }
 

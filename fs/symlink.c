@@ -51,6 +51,7 @@ int fs_symlink_encrypt(struct sekeyfs *fs, uint32_t key_id, const char *target, 
 	c = sefile_cube_get(fs->pool);
 	rc = cube_siv_encrypt(c, key_id, (const uint8_t *)LINK_AD, sizeof(LINK_AD) - 1, pt,
 			      LINK_RAND + len, ct);
+	fs_cube_check(fs, rc);
 	if (rc != CUBE_OK)
 		fs_log(fs, LOG_WARNING, "symlink: cube cannot encrypt under key %u: %s", key_id,
 		       cube_errmsg(c));
@@ -103,6 +104,7 @@ int fs_symlink_decrypt(struct sekeyfs *fs, const char *stored, char *out, size_t
 	c = sefile_cube_get(fs->pool);
 	rc = cube_siv_decrypt(c, key, (const uint8_t *)LINK_AD, sizeof(LINK_AD) - 1, ct,
 			      (size_t)n, pt);
+	fs_cube_check(fs, rc);
 	if (rc != CUBE_OK)
 		fs_log(fs, rc == CUBE_EINTEGRITY ? LOG_ERR : LOG_WARNING,
 		       "symlink: cannot decrypt its target under key %u: %s", key, cube_errmsg(c));

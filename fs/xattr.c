@@ -137,8 +137,9 @@ static int seal_value(struct sekeyfs *fs, uint32_t key, const uint8_t id[WIRE_FI
 			break;
 		memcpy(pt + XA_RAND, val + (size_t)i * XA_CHUNK, take);
 		adl = make_ad(ad, id, i, n, name);
-		rc = cube_err_to_errno(cube_siv_encrypt(c, key, ad, adl, pt, XA_RAND + take,
-							out + pos));
+		rc = cube_siv_encrypt(c, key, ad, adl, pt, XA_RAND + take, out + pos);
+		fs_cube_check(fs, rc);
+		rc = cube_err_to_errno(rc);
 		if (rc)
 			fs_log(fs, LOG_WARNING, "xattr %s: cannot encrypt under key %u: %s", name, key,
 			       cube_errmsg(c));
@@ -186,8 +187,9 @@ static int open_value(struct sekeyfs *fs, const uint8_t id[WIRE_FILE_ID_LEN], co
 		if (take > XA_CHUNK)
 			take = XA_CHUNK;
 		adl = make_ad(ad, id, i, n, name);
-		rc = cube_err_to_errno(cube_siv_decrypt(c, key, ad, adl, in + pos,
-							XA_RAND + take + XA_SIV, pt));
+		rc = cube_siv_decrypt(c, key, ad, adl, in + pos, XA_RAND + take + XA_SIV, pt);
+		fs_cube_check(fs, rc);
+		rc = cube_err_to_errno(rc);
 		if (rc)
 			fs_log(fs, LOG_ERR, "xattr %s: cannot decrypt chunk %u under key %u: %s", name,
 			       i, key, cube_errmsg(c));
