@@ -40,6 +40,7 @@ static void file_free(struct sefile *f)
 		OPENSSL_cleanse(f->last_cache, f->last_cache_len);
 		free(f->last_cache);
 	}
+	free(f->overlay);
 	pthread_rwlock_destroy(&f->lock);
 	free(f);
 }
@@ -164,7 +165,7 @@ static int settle_residue(struct sefile *f, struct sefile_conn *cn, uint64_t bac
 		if (read_run(f, cn, k, 1, plain, NULL) != SEFILE_OK) {
 			size_t got;
 
-			rc = pread_full(f->fd, cn->sealed, (size_t)alt + SECTOR_OVERHEAD, off, &got);
+			rc = backing_read(f, cn->sealed, (size_t)alt + SECTOR_OVERHEAD, off, &got);
 			if (rc != SEFILE_OK)
 				return rc;
 			if (sefile_sector_is_hole(cn->sealed, (size_t)alt + SECTOR_OVERHEAD)) {
@@ -183,9 +184,15 @@ static int settle_residue(struct sefile *f, struct sefile_conn *cn, uint64_t bac
 		}
 	}
 	if (repair) {
-		if (have_alt && (rc = reseal_sector(f, cn, k, plain, r)) != SEFILE_OK)
+		uint64_t expect = sefile_backing_size(f->size, f->id.sector_size);
+
+		/* the reseal is a write in place: under a redo record past the
+		 * residue, dropped with the residue by the cut */
+		rc = have_alt ? reseal_sector(f, cn, k, plain, r, backing, expect) : SEFILE_OK;
+		OPENSSL_cleanse(plain, f->id.sector_size);
+		if (rc != SEFILE_OK)
 			return rc;
-		if (ftruncate(f->fd, (off_t)sefile_backing_size(f->size, f->id.sector_size)) != 0)
+		if (!have_alt && ftruncate(f->fd, (off_t)expect) != 0)
 			return seterr_io("ftruncate (repair of crash residue)", backing);
 	} else if (have_alt) {
 		f->last_cache = malloc(r);
@@ -199,23 +206,55 @@ static int settle_residue(struct sefile *f, struct sefile_conn *cn, uint64_t bac
 	return SEFILE_OK;
 }
 
-static int check_backing(struct sefile *f, struct sefile_conn *cn, int repair)
+/* backing: the backing size, without a pending redo record. */
+static int check_backing(struct sefile *f, struct sefile_conn *cn, uint64_t backing, int repair)
 {
 	uint64_t expect = sefile_backing_size(f->size, f->id.sector_size), holds;
-	struct stat st;
 
-	if (fstat(f->fd, &st) != 0)
-		return seterr_io("fstat", 0);
-	if ((uint64_t)st.st_size == expect)
+	if (backing == expect)
 		return SEFILE_OK;
-	if ((uint64_t)st.st_size > expect)
-		return settle_residue(f, cn, (uint64_t)st.st_size, repair);
-	if (sefile_size_from_backing((uint64_t)st.st_size, f->id.sector_size, &holds) == SEFILE_OK)
+	if (backing > expect)
+		return settle_residue(f, cn, backing, repair);
+	if (sefile_size_from_backing(backing, f->id.sector_size, &holds) == SEFILE_OK)
 		return seterr(SEFILE_EINTEGRITY, "header: file length %llu but backing holds %llu (truncated)",
 			      (unsigned long long)f->size, (unsigned long long)holds);
 	return seterr(SEFILE_EINTEGRITY,
-		      "header: file length %llu but backing is only %lld bytes (truncated)",
-		      (unsigned long long)f->size, (long long)st.st_size);
+		      "header: file length %llu but backing is only %llu bytes (truncated)",
+		      (unsigned long long)f->size, (unsigned long long)backing);
+}
+
+/*
+ * A redo record at the end of the backing (docs/FORMAT.md, "Writes in
+ * place") means a process died while overwriting bytes in place, which
+ * may be torn.  Repairing, write the record's bytes in place again and cut
+ * it off; otherwise lay them over every read (f->overlay).  Either way
+ * the file is then read as if those writes had all completed, and
+ * *backing becomes the size without the record.  A torn or foreign record
+ * is ignored: nothing was written in place before it was complete, and
+ * whatever it holds is still authenticated when read.
+ */
+static int settle_redo(struct sefile *f, uint64_t *backing, int repair)
+{
+	uint8_t *body;
+	size_t len;
+	uint64_t rec_off;
+	int rc = redo_find(f->fd, *backing, &body, &len, &rec_off);
+
+	if (rc != SEFILE_OK || !body)
+		return rc;
+	if (repair) {
+		rc = redo_apply(f->fd, body, len);
+		free(body);
+		if (rc == SEFILE_OK && ftruncate(f->fd, (off_t)rec_off) != 0)
+			rc = seterr_io("ftruncate (after replaying a redo record)", rec_off);
+	} else {
+		f->overlay = body;
+		f->overlay_len = len;
+		f->overlay_backing = rec_off;
+	}
+	if (rc == SEFILE_OK)
+		*backing = rec_off;
+	return rc;
 }
 
 int file_open(struct sefile **out, struct sefile_cube *pool, int fd, int flags)
@@ -223,19 +262,27 @@ int file_open(struct sefile **out, struct sefile_cube *pool, int fd, int flags)
 	uint8_t hdr[SEFILE_HEADER_LEN];
 	struct sefile_conn *cn;
 	struct sefile *f = NULL;
+	struct stat st;
+	uint64_t backing;
 	size_t got;
-	int rc;
+	int rc, repair;
 
 	*out = NULL;
 	if (!pool)
 		return seterr(SEFILE_EINVAL, "open: no cube pool");
-	rc = pread_full(fd, hdr, sizeof(hdr), 0, &got);
-	if (rc != SEFILE_OK)
-		return rc;
 	rc = file_new(&f, pool, fd);
 	if (rc != SEFILE_OK)
 		return rc;
 	rc = access_mode(fd, &f->writable);
+	if (rc == SEFILE_OK && fstat(fd, &st) != 0)
+		rc = seterr_io("fstat", 0);
+	if (rc != SEFILE_OK)
+		goto fail;
+	backing = (uint64_t)st.st_size;
+	repair = (flags & OPEN_REPAIR) && f->writable;
+	rc = settle_redo(f, &backing, repair);
+	if (rc == SEFILE_OK)
+		rc = backing_read(f, hdr, sizeof(hdr), 0, &got);
 	if (rc == SEFILE_OK)
 		rc = sefile_header_parse(hdr, got, &f->id);
 	if (rc != SEFILE_OK)
@@ -246,7 +293,7 @@ int file_open(struct sefile **out, struct sefile_cube *pool, int fd, int flags)
 	cn = conn_get(pool);
 	rc = header_authenticate(f, cn, hdr);
 	if (rc == SEFILE_OK)
-		rc = check_backing(f, cn, (flags & OPEN_REPAIR) && f->writable);
+		rc = check_backing(f, cn, backing, repair);
 	conn_put(pool, cn);
 	if (rc != SEFILE_OK)
 		goto fail;

@@ -7,18 +7,23 @@
  * are read-modify-write.  Size changes rewrite the header, in the same
  * request as the data when it fits, ordered so a crash leaves only
  * residue that docs/FORMAT.md says how to read (grow: data then header;
- * shrink: header then ftruncate).
+ * shrink: header then ftruncate).  A kill can tear a pwrite at a page
+ * boundary, so bytes overwritten in place go through a redo record
+ * appended first and cut off after (write_protected; file.c replays it).
  *
- * Sections: backing I/O helpers, reading runs, sealing helpers, pread,
- * pwrite, truncate.
+ * Sections: backing I/O helpers, redo records, reading runs, sealing
+ * helpers, pread, pwrite, truncate.
  */
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "sefile_impl.h"
+#include "wire/buf.h"
 
 /* ---- backing I/O helpers ---- */
 
@@ -63,6 +68,186 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got)
 		*got += (size_t)n;
 	}
 	return SEFILE_OK;
+}
+
+/* Lay the extents of a redo body over bytes [off, off + len) read from the backing. */
+static void overlay_apply(const uint8_t *body, size_t body_len, uint8_t *buf, size_t len,
+			  uint64_t off)
+{
+	/* the count is in the first entry's spare word (redo_find checked it) */
+	uint32_t n = body_len ? wire_rd32(body + 12) : 0, i;
+	const uint8_t *bytes = body + (size_t)n * REDO_EXT;
+
+	for (i = 0; i < n; i++) {
+		uint64_t eo = wire_rd64(body + (size_t)i * REDO_EXT);
+		uint32_t el = wire_rd32(body + (size_t)i * REDO_EXT + 8);
+		uint64_t a = eo > off ? eo : off, b = eo + el < off + len ? eo + el : off + len;
+
+		if (a < b)
+			memcpy(buf + (a - off), bytes + (a - eo), b - a);
+		bytes += el;
+	}
+}
+
+int backing_read(struct sefile *f, void *buf, size_t len, uint64_t off, size_t *got)
+{
+	int rc;
+
+	if (!f->overlay)
+		return pread_full(f->fd, buf, len, off, got);
+	*got = 0;
+	if (off >= f->overlay_backing)
+		return SEFILE_OK;
+	if (len > f->overlay_backing - off)
+		len = (size_t)(f->overlay_backing - off);
+	rc = pread_full(f->fd, buf, len, off, got);
+	if (rc == SEFILE_OK)
+		overlay_apply(f->overlay, f->overlay_len, buf, *got, off);
+	return rc;
+}
+
+/* ---- redo records ----
+ *
+ * kill -9 does not make a pwrite atomic: Linux checks for a fatal signal
+ * between the pages of a buffered write, so a killed process's last
+ * pwrite may have reached the file only up to a page boundary inside it.
+ * A stored sector is S + 28 bytes and always spans a page boundary, so
+ * such a torn write leaves a sector that is neither the old nor the new
+ * one and fails authentication: old bytes the write did not even cover
+ * (the rest of a partial sector) are lost with it.  Appending is safe
+ * (bytes past the authenticated length are never read), overwriting is
+ * not: so every write over stored bytes goes through a redo record.
+ */
+
+static void put_trailer(uint8_t t[REDO_TRAILER_LEN], uint64_t rec_off, size_t body_len,
+			uint32_t n, uint64_t body_hash)
+{
+	memset(t, 0, REDO_TRAILER_LEN);
+	memcpy(t, REDO_MAGIC, REDO_MAGIC_LEN);
+	wire_le64(t + 8, rec_off);
+	wire_le64(t + 16, body_len);
+	wire_le32(t + 24, n);
+	wire_le64(t + 32, body_hash);
+	wire_le64(t + 56, XXH64(t, 56, 0));
+}
+
+int write_protected(struct sefile *f, struct sefile_conn *cn, const struct extent *ex,
+		    unsigned n, uint64_t rec_off, uint64_t cut_to)
+{
+	size_t body = (size_t)n * REDO_EXT, pos;
+	unsigned i;
+	int rc;
+
+	if (n == 0 || n > REDO_MAX_EXT)
+		return seterr(SEFILE_EINVAL, "redo record of %u extents", n);
+	for (i = 0; i < n; i++)
+		body += ex[i].len;
+	if (body > REDO_BODY_CAP)
+		return seterr(SEFILE_EINVAL, "redo record of %zu bytes", body);
+	memset(cn->redo, 0, (size_t)n * REDO_EXT);
+	pos = (size_t)n * REDO_EXT;
+	for (i = 0; i < n; i++) {
+		wire_le64(cn->redo + (size_t)i * REDO_EXT, ex[i].off);
+		wire_le32(cn->redo + (size_t)i * REDO_EXT + 8, (uint32_t)ex[i].len);
+		memcpy(cn->redo + pos, ex[i].buf, ex[i].len);
+		pos += ex[i].len;
+	}
+	wire_le32(cn->redo + 12, n); /* the count, in the first entry's spare word */
+	put_trailer(cn->redo + body, rec_off, body, n, XXH64(cn->redo, body, 0));
+	rc = pwrite_all(f->fd, cn->redo, body + REDO_TRAILER_LEN, rec_off);
+	for (i = 0; rc == SEFILE_OK && i < n; i++)
+		rc = pwrite_all(f->fd, ex[i].buf, ex[i].len, ex[i].off);
+	if (rc == SEFILE_OK && ftruncate(f->fd, (off_t)cut_to) != 0)
+		rc = seterr_io("ftruncate (end of a write in place)", cut_to);
+	return rc;
+}
+
+/* Is the trailer t (at the end of a backing of `backing` bytes) sound? */
+static int trailer_ok(const uint8_t t[REDO_TRAILER_LEN], uint64_t backing, uint64_t *rec_off,
+		      size_t *body_len, uint32_t *n)
+{
+	uint64_t len;
+
+	if (memcmp(t, REDO_MAGIC, REDO_MAGIC_LEN) != 0 || wire_rd64(t + 56) != XXH64(t, 56, 0))
+		return 0;
+	*rec_off = wire_rd64(t + 8);
+	len = wire_rd64(t + 16);
+	*n = wire_rd32(t + 24);
+	if (*n == 0 || *n > REDO_MAX_EXT || len > REDO_BODY_CAP || len < (uint64_t)*n * REDO_EXT ||
+	    *rec_off < SEFILE_HEADER_LEN || backing < REDO_TRAILER_LEN + len ||
+	    *rec_off != backing - REDO_TRAILER_LEN - len)
+		return 0;
+	*body_len = (size_t)len;
+	return 1;
+}
+
+/* Does the body's extent table fit the body and stay below the record? */
+static int table_ok(const uint8_t *body, size_t body_len, uint32_t n, uint64_t rec_off)
+{
+	size_t sum = (size_t)n * REDO_EXT;
+	uint32_t i;
+
+	if (wire_rd32(body + 12) != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		uint64_t off = wire_rd64(body + (size_t)i * REDO_EXT);
+		uint32_t len = wire_rd32(body + (size_t)i * REDO_EXT + 8);
+
+		if (len == 0 || len > body_len || off > rec_off || len > rec_off - off)
+			return 0;
+		if (i > 0 && wire_rd32(body + (size_t)i * REDO_EXT + 12) != 0)
+			return 0;
+		sum += len;
+	}
+	return sum == body_len;
+}
+
+int redo_find(int fd, uint64_t backing, uint8_t **body, size_t *body_len, uint64_t *rec_off)
+{
+	uint8_t t[REDO_TRAILER_LEN], *b;
+	uint32_t n;
+	size_t got;
+	int rc;
+
+	*body = NULL;
+	*body_len = 0;
+	*rec_off = 0;
+	if (backing < SEFILE_HEADER_LEN + REDO_TRAILER_LEN)
+		return SEFILE_OK;
+	rc = pread_full(fd, t, sizeof(t), backing - REDO_TRAILER_LEN, &got);
+	if (rc != SEFILE_OK || got != sizeof(t) || !trailer_ok(t, backing, rec_off, body_len, &n))
+		return rc;
+	b = malloc(*body_len);
+	if (!b)
+		return seterr(SEFILE_ENOMEM, "out of memory for a redo record");
+	rc = pread_full(fd, b, *body_len, *rec_off, &got);
+	if (rc == SEFILE_OK && got == *body_len && XXH64(b, *body_len, 0) == wire_rd64(t + 32) &&
+	    table_ok(b, *body_len, n, *rec_off)) {
+		*body = b;
+		return SEFILE_OK;
+	}
+	/* torn or foreign: not a record; what it would have changed is untouched */
+	free(b);
+	*body_len = 0;
+	*rec_off = 0;
+	return rc;
+}
+
+int redo_apply(int fd, const uint8_t *body, size_t body_len)
+{
+	uint32_t n = wire_rd32(body + 12), i;
+	const uint8_t *bytes = body + (size_t)n * REDO_EXT;
+	int rc = SEFILE_OK;
+
+	(void)body_len;
+	for (i = 0; rc == SEFILE_OK && i < n; i++) {
+		uint64_t off = wire_rd64(body + (size_t)i * REDO_EXT);
+		uint32_t len = wire_rd32(body + (size_t)i * REDO_EXT + 8);
+
+		rc = pwrite_all(fd, bytes, len, off);
+		bytes += len;
+	}
+	return rc;
 }
 
 /* ---- reading runs ---- */
@@ -146,7 +331,7 @@ int read_run(struct sefile *f, struct sefile_conn *cn, uint64_t first, uint32_t 
 		return seterr(SEFILE_EINVAL, "read of %u sectors", count);
 	for (i = 0; i < count; i++)
 		total += (size_t)sector_len(f->size, f->shift, first + i) + SECTOR_OVERHEAD;
-	rc = pread_full(f->fd, cn->sealed, total, sector_off(f->shift, first), &got);
+	rc = backing_read(f, cn->sealed, total, sector_off(f->shift, first), &got);
 	if (rc != SEFILE_OK)
 		return rc;
 	n = classify_run(f, cn, first, count, got, kinds);
@@ -241,7 +426,7 @@ static int stored_is_hole(struct sefile *f, struct sefile_conn *cn, uint64_t idx
 			  int *hole)
 {
 	size_t st = (size_t)len + SECTOR_OVERHEAD, got;
-	int rc = pread_full(f->fd, cn->sealed, st, sector_off(f->shift, idx), &got);
+	int rc = backing_read(f, cn->sealed, st, sector_off(f->shift, idx), &got);
 
 	*hole = rc == SEFILE_OK && got == st && sefile_sector_is_hole(cn->sealed, st);
 	if (rc == SEFILE_OK && got != st)
@@ -417,6 +602,28 @@ static int chunk_is_covered(const struct sefile *f, const struct write_plan *w, 
 	return start >= w->off && stop <= w->end;
 }
 
+/*
+ * Write a chunk's extents (pad sector, data run, header, in that order).
+ * A chunk that overwrites stored sectors (the pad, or any sector below the
+ * old sector count, holes included) goes through a redo record past the
+ * end of the new size; one that only appends is written directly, data
+ * before header, since a torn append is only crash residue.
+ */
+static int write_extents(struct sefile *f, struct sefile_conn *cn, const struct write_plan *w,
+			 int in_place, const struct extent *ex, unsigned n)
+{
+	uint64_t big = w->new_size > w->old_size ? w->new_size : w->old_size;
+	uint64_t rec_off = sefile_backing_size(big, f->id.sector_size);
+	unsigned i;
+	int rc = SEFILE_OK;
+
+	if (in_place)
+		return write_protected(f, cn, ex, n, rec_off, rec_off);
+	for (i = 0; rc == SEFILE_OK && i < n; i++)
+		rc = pwrite_all(f->fd, ex[i].buf, ex[i].len, ex[i].off);
+	return rc;
+}
+
 /* Seal and write sectors [cs, cs+count); with_extras adds the pad sector
  * and the header to the same request (written pad, data, header). */
 static int write_chunk(struct sefile *f, struct sefile_conn *cn, const struct write_plan *w,
@@ -460,24 +667,22 @@ static int write_chunk(struct sefile *f, struct sefile_conn *cn, const struct wr
 	rc = conn_seal(f->pool, cn, &f->id, n, in, cn->sealed);
 	if (rc != SEFILE_OK)
 		return rc;
-	if (pad_stored) {
-		rc = pwrite_all(f->fd, cn->sealed, pad_stored, sector_off(f->shift, w->pad_idx));
-		if (rc != SEFILE_OK)
-			return rc;
-	}
-	rc = pwrite_all(f->fd, cn->sealed + pad_stored, data_stored, sector_off(f->shift, cs));
-	if (rc != SEFILE_OK || !with_extras)
-		return rc;
 	{
 		uint8_t hdr[SEFILE_HEADER_LEN];
+		struct extent ex[3];
+		unsigned ne = 0;
 
-		memcpy(hdr, cn->plain + pos, HDR_CLEAR_LEN);
-		memcpy(hdr + HOFF_SEALED, cn->sealed + pad_stored + data_stored, HDR_SEALED_LEN);
-		rc = pwrite_all(f->fd, hdr, sizeof(hdr), 0);
-		if (rc != SEFILE_OK)
-			return rc;
+		if (pad_stored)
+			ex[ne++] = (struct extent){ sector_off(f->shift, w->pad_idx), cn->sealed, pad_stored };
+		ex[ne++] = (struct extent){ sector_off(f->shift, cs), cn->sealed + pad_stored, data_stored };
+		if (with_extras) {
+			memcpy(hdr, cn->plain + pos, HDR_CLEAR_LEN);
+			memcpy(hdr + HOFF_SEALED, cn->sealed + pad_stored + data_stored, HDR_SEALED_LEN);
+			ex[ne++] = (struct extent){ 0, hdr, sizeof(hdr) };
+		}
+		return write_extents(f, cn, w, pad_stored || cs < sector_count(w->old_size, f->shift),
+				     ex, ne);
 	}
-	return SEFILE_OK;
 }
 
 /* The pad sector and the header when they did not fit the last chunk. */
@@ -498,10 +703,13 @@ static int write_extras_alone(struct sefile *f, struct sefile_conn *cn, const st
 	if (rc != SEFILE_OK)
 		return rc;
 	if (w->pad) {
-		rc = pwrite_all(f->fd, sealed, (size_t)ex.len + SECTOR_OVERHEAD,
-				sector_off(f->shift, w->pad_idx));
-		if (rc != SEFILE_OK)
-			return rc;
+		struct extent e[2] = {
+			{ sector_off(f->shift, w->pad_idx), sealed, (size_t)ex.len + SECTOR_OVERHEAD },
+			{ 0, hdr, sizeof(hdr) },
+		};
+		uint64_t rec_off = sefile_backing_size(w->new_size, f->id.sector_size);
+
+		return write_protected(f, cn, e, 2, rec_off, rec_off);
 	}
 	return pwrite_all(f->fd, hdr, sizeof(hdr), 0);
 }
@@ -622,13 +830,24 @@ static int grow_locked(struct sefile *f, struct sefile_conn *cn, uint64_t size)
 		ex.plain = cn->rmw;
 	}
 	rc = seal_small(f, cn, hole ? NULL : &ex, size, hdr, &sealed);
-	if (rc == SEFILE_OK && !hole)
-		rc = pwrite_all(f->fd, sealed, (size_t)ex.len + SECTOR_OVERHEAD, sector_off(f->shift, k0));
-	if (rc == SEFILE_OK && ftruncate(f->fd, (off_t)sefile_backing_size(size, f->id.sector_size)) != 0)
-		rc = seterr_io("ftruncate (grow)", sefile_backing_size(size, f->id.sector_size));
-	if (rc == SEFILE_OK)
-		rc = pwrite_all(f->fd, hdr, sizeof(hdr), 0);
-	return rc;
+	OPENSSL_cleanse(cn->rmw, f->id.sector_size);
+	if (rc != SEFILE_OK)
+		return rc;
+	if (!hole) {
+		/* the old last sector is rewritten in place: redo record, the
+		 * sector, the header; the cut drops the record and leaves the
+		 * backing at its new size */
+		uint64_t to = sefile_backing_size(size, f->id.sector_size);
+		struct extent e[2] = {
+			{ sector_off(f->shift, k0), sealed, (size_t)ex.len + SECTOR_OVERHEAD },
+			{ 0, hdr, sizeof(hdr) },
+		};
+
+		return write_protected(f, cn, e, 2, to, to);
+	}
+	if (ftruncate(f->fd, (off_t)sefile_backing_size(size, f->id.sector_size)) != 0)
+		return seterr_io("ftruncate (grow)", sefile_backing_size(size, f->id.sector_size));
+	return pwrite_all(f->fd, hdr, sizeof(hdr), 0);
 }
 
 /* Shrink: header first (with the new partial last sector re-sealed in the
@@ -656,13 +875,24 @@ static int shrink_locked(struct sefile *f, struct sefile_conn *cn, uint64_t size
 		ex.plain = cn->rmw;
 	}
 	rc = seal_small(f, cn, hole ? NULL : &ex, size, hdr, &sealed);
-	if (rc == SEFILE_OK)
-		rc = pwrite_all(f->fd, hdr, sizeof(hdr), 0);
-	if (rc == SEFILE_OK && !hole)
-		rc = pwrite_all(f->fd, sealed, (size_t)ex.len + SECTOR_OVERHEAD, sector_off(f->shift, k));
+	OPENSSL_cleanse(cn->rmw, f->id.sector_size);
+	if (rc != SEFILE_OK)
+		return rc;
+	if (!hole) {
+		/* the new last sector is rewritten in place: redo record past
+		 * the old end, header, sector; the cut drops both the record and
+		 * the sectors past the new end */
+		struct extent e[2] = {
+			{ 0, hdr, sizeof(hdr) },
+			{ sector_off(f->shift, k), sealed, (size_t)ex.len + SECTOR_OVERHEAD },
+		};
+
+		return write_protected(f, cn, e, 2, sefile_backing_size(f->size, f->id.sector_size),
+				       sefile_backing_size(size, f->id.sector_size));
+	}
+	rc = pwrite_all(f->fd, hdr, sizeof(hdr), 0);
 	if (rc == SEFILE_OK && ftruncate(f->fd, (off_t)sefile_backing_size(size, f->id.sector_size)) != 0)
 		rc = seterr_io("ftruncate (shrink)", sefile_backing_size(size, f->id.sector_size));
-	OPENSSL_cleanse(cn->rmw, f->id.sector_size);
 	return rc;
 }
 
@@ -689,18 +919,21 @@ int sefile_truncate(struct sefile *f, uint64_t size)
 	return rc;
 }
 
-/* Re-seal sector idx (plaintext plain, new length len) and write it:
- * the open-time repair of crash residue. */
+/* Re-seal sector idx (plaintext plain, new length len) and write it in
+ * place under a redo record: the open-time repair of crash residue. */
 int reseal_sector(struct sefile *f, struct sefile_conn *cn, uint64_t idx, const uint8_t *plain,
-		  uint32_t len)
+		  uint32_t len, uint64_t rec_off, uint64_t cut_to)
 {
+	struct extent e;
 	int rc;
 
 	memcpy(cn->plain, plain, len);
 	cn->secs[0].index = idx;
 	cn->secs[0].len = len;
 	rc = conn_seal(f->pool, cn, &f->id, 1, cn->plain, cn->sealed);
+	OPENSSL_cleanse(cn->plain, len);
 	if (rc != SEFILE_OK)
 		return rc;
-	return pwrite_all(f->fd, cn->sealed, (size_t)len + SECTOR_OVERHEAD, sector_off(f->shift, idx));
+	e = (struct extent){ sector_off(f->shift, idx), cn->sealed, (size_t)len + SECTOR_OVERHEAD };
+	return write_protected(f, cn, &e, 1, rec_off, cut_to);
 }

@@ -25,6 +25,7 @@ static void conn_free_buffers(struct sefile_conn *cn)
 	free(cn->secs);
 	free(cn->where);
 	free(cn->bad);
+	free(cn->redo);
 	memset(cn, 0, sizeof(*cn));
 }
 
@@ -36,7 +37,9 @@ static int conn_alloc_buffers(struct sefile_conn *cn)
 	cn->secs = calloc(CONN_SECS_CAP, sizeof(*cn->secs));
 	cn->where = calloc(CONN_SECS_CAP, sizeof(*cn->where));
 	cn->bad = calloc(CONN_SECS_CAP, 1);
-	if (!cn->sealed || !cn->plain || !cn->rmw || !cn->secs || !cn->where || !cn->bad)
+	cn->redo = malloc(REDO_CAP);
+	if (!cn->sealed || !cn->plain || !cn->rmw || !cn->secs || !cn->where || !cn->bad ||
+	    !cn->redo)
 		return seterr(SEFILE_ENOMEM, "out of memory for cube connection buffers");
 	return SEFILE_OK;
 }

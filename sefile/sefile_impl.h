@@ -53,6 +53,7 @@ struct sefile_conn {
 	struct cube_sector *secs;     /* WIRE_MAX_SECTORS + 2 entries */
 	uint32_t *where;              /* request position -> sector offset in run */
 	uint8_t *bad;
+	uint8_t *redo;                /* a redo record being assembled (REDO_CAP) */
 };
 
 struct sefile_cube {
@@ -67,6 +68,27 @@ struct sefile_cube {
 #define CONN_SEALED_CAP ((size_t)WIRE_MAX_BULK_REQ + (size_t)(WIRE_MAX_SECTORS + 2) * SECTOR_OVERHEAD)
 #define CONN_PLAIN_CAP  ((size_t)WIRE_MAX_BULK_REQ)
 #define CONN_SECS_CAP   (WIRE_MAX_SECTORS + 2)
+
+/* ---- redo records (docs/FORMAT.md, "Writes in place") ----
+ * Bytes about to be overwritten in place are first appended, with where
+ * they go, as a record after the end of the file; the backing is cut
+ * back once they are in place.  A record is: an extent table (REDO_EXT
+ * bytes per extent: u64 offset, u32 length, u32 zero), the extents'
+ * bytes, and a REDO_TRAILER_LEN trailer at the very end of the backing. */
+#define REDO_MAGIC       "SEredo\001\n"
+#define REDO_MAGIC_LEN   8
+#define REDO_EXT         16
+#define REDO_MAX_EXT     4
+#define REDO_TRAILER_LEN 64
+#define REDO_BODY_CAP    ((size_t)REDO_MAX_EXT * REDO_EXT + CONN_SEALED_CAP + SEFILE_HEADER_LEN)
+#define REDO_CAP         (REDO_BODY_CAP + REDO_TRAILER_LEN)
+
+/* One run of bytes to write at a backing offset. */
+struct extent {
+	uint64_t off;
+	const uint8_t *buf;
+	size_t len;
+};
 
 struct sefile_conn *conn_get(struct sefile_cube *pool);
 void conn_put(struct sefile_cube *pool, struct sefile_conn *cn);
@@ -91,6 +113,12 @@ struct sefile {
 	uint8_t *last_cache;
 	uint64_t last_cache_idx;
 	uint32_t last_cache_len;
+	/* Opened without repair while a redo record is pending: the record's
+	 * body (extent table and bytes), laid over every backing read, and
+	 * the backing size without the record. */
+	uint8_t *overlay;
+	size_t overlay_len;
+	uint64_t overlay_backing;
 	int deferred;                 /* first error that left the file unusable */
 };
 
@@ -124,14 +152,30 @@ int read_run(struct sefile *f, struct sefile_conn *cn, uint64_t first, uint32_t 
 #define SECTOR_FORGED  1
 #define SECTOR_MISSING 2
 uint32_t sectors_per_request(const struct sefile *f);
-/* Re-seal sector idx at length len from plain and write it. */
+/* Re-seal sector idx at length len from plain and write it in place
+ * (under a redo record at rec_off), then cut the backing to cut_to. */
 int reseal_sector(struct sefile *f, struct sefile_conn *cn, uint64_t idx, const uint8_t *plain,
-		  uint32_t len);
+		  uint32_t len, uint64_t rec_off, uint64_t cut_to);
 /* Write the header for `length` (seal + pwrite) in a request of its own. */
 int write_header(struct sefile *f, struct sefile_conn *cn, uint64_t length);
 int pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* pread up to len bytes; *got receives how many (short only at EOF). */
 int pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+/* The same through f: a pending redo record's bytes laid over (f->overlay). */
+int backing_read(struct sefile *f, void *buf, size_t len, uint64_t off, size_t *got);
+/* Write extents in place so that a crash (kill -9 may stop a pwrite at
+ * any page boundary inside it) leaves them all old or, after the next
+ * open, all new: a redo record of them at rec_off (at or past the end of
+ * everything the file holds), the extents in order, then ftruncate to
+ * cut_to (at most rec_off), which drops the record. */
+int write_protected(struct sefile *f, struct sefile_conn *cn, const struct extent *ex,
+		    unsigned n, uint64_t rec_off, uint64_t cut_to);
+/* The redo record ending a backing file of `backing` bytes, if there is a
+ * sound one: *body (malloc'd extent table and bytes, *body_len) and
+ * *rec_off.  SEFILE_OK with *body NULL if there is none. */
+int redo_find(int fd, uint64_t backing, uint8_t **body, size_t *body_len, uint64_t *rec_off);
+/* Write a found record's extents in place (a repair). */
+int redo_apply(int fd, const uint8_t *body, size_t body_len);
 
 /* ---- file.c ---- */
 #define OPEN_REPAIR 1

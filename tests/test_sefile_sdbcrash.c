@@ -32,12 +32,39 @@
 
 #define KEY_ID 9001
 #define ROUNDS 50
+#define SEED 0x5eed5eed12345678ull
 #define MARKER "CRASH-PLAINTEXT-MARKER"
 #define MAX_IDS 200000
 #define CHILD_MAX_TX 3000
 
 static struct emu g_emu;
 static char g_dir[PATH_MAX + 8];
+static int g_rounds = ROUNDS;
+
+/* SDB_CRASH_ROUNDS / SDB_CRASH_SEED override the round count (even,
+ * half rollback, half WAL) and the seed, for long hunts. */
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long n;
+
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	n = strtoull(v, &end, 0);
+	return errno == 0 && *end == '\0' ? (uint64_t)n : dflt;
+}
+
+/* SQLite's error log (the VFS logs SEfile's message for every failure):
+ * a failing round says which file and sector. */
+static void log_to_stderr(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CORRUPT ||
+	    (code & 0xff) == SQLITE_NOTADB || (code & 0xff) == SQLITE_CANTOPEN)
+		fprintf(stderr, "[pid %ld] sqlite log %d: %s\n", (long)getpid(), code, msg);
+}
 
 /* xorshift64*: the same kill moments on every run. */
 static uint64_t rnd_next(uint64_t *s)
@@ -171,7 +198,8 @@ static void check_db(struct sdb_vfs *vfs, const char *path, const struct reporte
 	size_t i;
 
 	ck_assert_int_eq(sdb_open(vfs, path, SQLITE_OPEN_READWRITE, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK,
+		      "round %d: %s (%d)", round, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 	ck_assert_msg(!strcmp((const char *)sqlite3_column_text(st, 0), "ok"),
 		      "round %d: integrity_check: %s", round, sqlite3_column_text(st, 0));
@@ -228,7 +256,7 @@ static int crash_round(struct sdb_vfs *vfs, int round, uint64_t *seed, struct re
 	char journal[PATH_MAX * 2 + 16];
 	struct stat jst;
 	int hot;
-	const int wal = round >= ROUNDS / 2;
+	const int wal = round >= g_rounds / 2;
 	char path[PATH_MAX * 2];
 	size_t target, before = r->n;
 	unsigned delay_us;
@@ -276,7 +304,7 @@ START_TEST(kill9_keeps_committed_rows)
 	struct cube_key k = { .id = KEY_ID, .alg = WIRE_ALG_AES256_GCM,
 			      .usage = WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT,
 			      .not_before = 0, .not_after = WIRE_TIME_NEVER };
-	uint64_t seed = 0x5eed5eed12345678ull;
+	uint64_t seed = env_u64("SDB_CRASH_SEED", SEED);
 	char err[256] = "";
 	int left = 0;
 
@@ -293,10 +321,10 @@ START_TEST(kill9_keeps_committed_rows)
 	wal.ids = calloc(MAX_IDS, sizeof(int64_t));
 	ck_assert(journal.ids && wal.ids);
 
-	for (int round = 0; round < ROUNDS; round++)
-		left += crash_round(vfs, round, &seed, round >= ROUNDS / 2 ? &wal : &journal);
+	for (int round = 0; round < g_rounds; round++)
+		left += crash_round(vfs, round, &seed, round >= g_rounds / 2 ? &wal : &journal);
 	fprintf(stderr, "crash loop: %zu + %zu committed rows checked over %d kills, "
-		"%d of the rollback ones left a hot journal\n", journal.n, wal.n, ROUNDS, left);
+		"%d of the rollback ones left a hot journal\n", journal.n, wal.n, g_rounds, left);
 	ck_assert_int_gt(left, 0);
 	no_plaintext_on_disk();
 
@@ -315,8 +343,13 @@ int main(void)
 	SRunner *sr;
 	int failed;
 
+	g_rounds = (int)env_u64("SDB_CRASH_ROUNDS", ROUNDS);
+	if (g_rounds < 2 || g_rounds > 100000)
+		g_rounds = ROUNDS;
+	sqlite3_config(SQLITE_CONFIG_LOG, log_to_stderr, NULL);
 	emu_suite_begin();
-	tcase_set_timeout(tc, 150);
+	/* about 0.5 s a round, up to 3 s under ASan on a loaded machine */
+	tcase_set_timeout(tc, g_rounds <= ROUNDS ? 150 : 5 * g_rounds);
 	tcase_add_test(tc, kill9_keeps_committed_rows);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
