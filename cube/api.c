@@ -430,6 +430,46 @@ int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[
 				       WIRE_USE_WRAP | WIRE_USE_UNWRAP, context, context_len);
 }
 
+int cube_passphrase_derive(struct cube *c, const uint8_t *passphrase, size_t pass_len,
+			   const uint8_t *salt, size_t salt_len, uint32_t iterations,
+			   const struct cube_derive_target *keys, unsigned n)
+{
+	uint8_t sealed[WIRE_PASSPHRASE_MAX + WIRE_TAG_LEN];
+	struct cube_reply r;
+	struct wbuf b;
+	int rc;
+
+	if (pass_len < WIRE_PASSPHRASE_MIN || pass_len > WIRE_PASSPHRASE_MAX)
+		return cube_fail(c, CUBE_EINVAL, "the passphrase must be %d to %d bytes",
+				 WIRE_PASSPHRASE_MIN, WIRE_PASSPHRASE_MAX);
+	if (salt_len < WIRE_PBKDF2_SALT_MIN || salt_len > WIRE_PBKDF2_SALT_MAX)
+		return cube_fail(c, CUBE_EINVAL, "PASSPHRASE_DERIVE: salt of %zu bytes", salt_len);
+	if (iterations < WIRE_PBKDF2_ITER_MIN || iterations > WIRE_PBKDF2_ITER_MAX)
+		return cube_fail(c, CUBE_EINVAL, "PASSPHRASE_DERIVE: %u iterations (%u to %u)",
+				 iterations, WIRE_PBKDF2_ITER_MIN, WIRE_PBKDF2_ITER_MAX);
+	if (n == 0 || n > WIRE_DERIVE_MAX_KEYS)
+		return cube_fail(c, CUBE_EINVAL, "PASSPHRASE_DERIVE: 1 to %d keys",
+				 WIRE_DERIVE_MAX_KEYS);
+	rc = cube_session_seal_next(c, WIRE_OP_PASSPHRASE_DERIVE, passphrase, pass_len, sealed);
+	if (rc == CUBE_OK) {
+		wbuf_writer(&b, c->tx, WIRE_MAX_BODY);
+		wbuf_put_u32(&b, iterations);
+		wbuf_put_lenbytes(&b, salt, (uint32_t)salt_len);
+		wbuf_put_lenbytes(&b, sealed, (uint32_t)(pass_len + WIRE_TAG_LEN));
+		wbuf_put_u8(&b, (uint8_t)n);
+		for (unsigned i = 0; i < n; i++) {
+			wbuf_put_u32(&b, keys[i].id);
+			wbuf_put_u8(&b, keys[i].alg);
+		}
+		rc = cube_call(c, WIRE_OP_PASSPHRASE_DERIVE, 0, c->tx, b.pos, -1, &r);
+		rc = about_key(c, expect_empty(c, rc, &r, WIRE_OP_PASSPHRASE_DERIVE), keys[0].id);
+		/* The request body held the sealed passphrase only, but leave nothing. */
+		OPENSSL_cleanse(c->tx, b.pos);
+	}
+	OPENSSL_cleanse(sealed, sizeof(sealed));
+	return rc;
+}
+
 /* ---- bulk SEAL / OPEN ----------------------------------------------- */
 
 /* Check a batch and sum its plaintext lengths into *total. */

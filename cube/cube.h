@@ -140,6 +140,23 @@ int cube_channel_derive_key(struct cube *c, uint32_t new_id, const uint8_t peer_
 int cube_channel_derive(struct cube *c, uint32_t new_id, const uint8_t peer_pub[WIRE_PUBKEY_LEN],
 			const uint8_t *context, size_t context_len);
 
+/* One key PASSPHRASE_DERIVE stores: id and alg (WIRE_ALG_AES256_KW gets
+ * WRAP|UNWRAP|BACKUP, WIRE_ALG_AES256_GCM ENCRYPT|DECRYPT,
+ * WIRE_ALG_HMAC_SHA256 MAC; never exportable). */
+struct cube_derive_target {
+	uint32_t id;
+	uint8_t alg;
+};
+/* Store n (1..WIRE_DERIVE_MAX_KEYS, distinct algs and ids) keys derived
+ * inside the cube from passphrase (WIRE_PASSPHRASE_MIN..MAX bytes, sent
+ * sealed under the session key), salt (WIRE_PBKDF2_SALT_MIN..MAX bytes)
+ * and iterations (WIRE_PBKDF2_ITER_MIN..MAX): PBKDF2-HMAC-SHA256 then
+ * HKDF (wire.h).  The same inputs give the same keys in any cube.  Admin
+ * login; all or nothing (CUBE_EEXIST if an id is taken). */
+int cube_passphrase_derive(struct cube *c, const uint8_t *passphrase, size_t pass_len,
+			   const uint8_t *salt, size_t salt_len, uint32_t iterations,
+			   const struct cube_derive_target *keys, unsigned n);
+
 /* Seal n sectors of one file in one request.  in: the plaintexts back to
  * back (sum of lens); out: for each sector nonce[12] ct tag[16] back to
  * back (sum of lens + n * WIRE_SECTOR_OVERHEAD).  n <= WIRE_MAX_SECTORS

@@ -14,7 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <openssl/types.h>
 
 #include "../wire/buf.h"
 #include "../wire/frame.h"
@@ -47,7 +46,7 @@ struct device {
 	uint8_t *nonces;            /* WIRE_MAX_SECTORS nonces: one DRBG call per SEAL */
 	uint32_t *bad;              /* WIRE_MAX_SECTORS bad sector positions of an OPEN */
 	struct dev_pin pins[3];     /* cached PIN records, indexed by enum wire_role */
-	EVP_MAC *hmac;              /* HMAC fetched once: frame tags, CTR+HMAC sectors */
+	struct fw_hmac *hmac;       /* HMAC looked up once: frame tags, CTR+HMAC sectors */
 };
 
 /* One request being handled. */

@@ -11,6 +11,9 @@
  *  - usage bits can only be dropped (SET_ATTRS), never added;
  *  - export needs an exportable target and a WRAP key inside its validity
  *    window; import needs an UNWRAP key (no window: decrypt direction);
+ *  - a backup key (WIRE_USE_BACKUP, made only by PASSPHRASE_DERIVE in
+ *    dev_backup.c) exports any key but a backup key, and imports only for
+ *    an admin login; no other path sets that bit (attrs_valid refuses it);
  *  - key values are never written to a response in clear, and every copy
  *    in RAM is wiped after use;
  *  - a channel key (CHANNEL_DERIVE) is never exportable and is either a
@@ -283,6 +286,25 @@ static int wrap_tombstone(const struct ks_key *kek, uint32_t id, struct wbuf *re
 	return WIRE_ST_OK;
 }
 
+/* The key to export under kek, or why not.  Under a backup key any key
+ * leaves (that is what a backup is for) except a backup key, which never
+ * leaves its cube; under any other key only an exportable one. */
+static int export_target(struct device *d, const struct ks_key *kek, uint32_t id, struct ks_key *k)
+{
+	int st;
+
+	if (!(kek->usage & WIRE_USE_BACKUP))
+		return dev_key_use(d, id, WIRE_USE_EXPORTABLE, 0, k);
+	if (id == kek->id)
+		return WIRE_ST_INVALID;
+	st = dev_key_use(d, id, 0, 0, k);
+	if (st == WIRE_ST_OK && (k->usage & WIRE_USE_BACKUP)) {
+		fw_wipe(k, sizeof(*k));
+		st = WIRE_ST_USAGE;
+	}
+	return st;
+}
+
 int dev_op_key_export(struct device *d, struct request *r, struct wbuf *resp)
 {
 	struct ks_key kek, k;
@@ -305,7 +327,7 @@ int dev_op_key_export(struct device *d, struct request *r, struct wbuf *resp)
 	memset(&k, 0, sizeof(k));
 	if (flags & WIRE_EXPORT_TOMBSTONE)
 		st = id == kek_id ? WIRE_ST_INVALID : wrap_tombstone(&kek, id, resp);
-	else if ((st = dev_key_use(d, id, WIRE_USE_EXPORTABLE, 0, &k)) == WIRE_ST_OK)
+	else if ((st = export_target(d, &kek, id, &k)) == WIRE_ST_OK)
 		st = wrap_key(&kek, &k, resp);
 	fw_wipe(&kek, sizeof(kek));
 	fw_wipe(&k, sizeof(k));
@@ -358,6 +380,11 @@ int dev_op_key_import(struct device *d, struct request *r, struct wbuf *resp)
 	st = wrapping_key(d, kek_id, 0, &kek);
 	if (st != WIRE_ST_OK)
 		return st;
+	/* Restoring a backup rewrites the whole key store: the admin's call. */
+	if ((kek.usage & WIRE_USE_BACKUP) && r->s->role != WIRE_ROLE_ADMIN) {
+		fw_wipe(&kek, sizeof(kek));
+		return WIRE_ST_PERM;
+	}
 	memset(&k, 0, sizeof(k));
 	if (fw_kwp_unwrap(kek.value, kek.len, blob, blob_len, plain, sizeof(plain), &plain_len) != 0)
 		st = WIRE_ST_INTEGRITY;

@@ -9,12 +9,12 @@
  * framing (parse, authenticate, reply).
  */
 #include "dev_internal.h"
+#include "dev_backup.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
 
 #include "fwcrypto.h"
 
@@ -108,7 +108,8 @@ int device_open(struct device **out, struct keystore *ks, const struct device_co
 		d->cfg.pbkdf2_iterations = DEVICE_PBKDF2_ITER;
 	d->nonces = malloc((size_t)WIRE_MAX_SECTORS * WIRE_NONCE_LEN);
 	d->bad = malloc((size_t)WIRE_MAX_SECTORS * sizeof(*d->bad));
-	d->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (fw_hmac_new(&d->hmac) != 0)
+		d->hmac = NULL;
 	rc = (d->nonces && d->bad && d->hmac) ? load_identity(d) : DEVICE_ENOMEM;
 	if (rc == DEVICE_OK)
 		rc = load_clock(d);
@@ -130,7 +131,7 @@ void device_close(struct device *d)
 		ks_lock(d->ks);
 	free(d->nonces);
 	free(d->bad);
-	EVP_MAC_free(d->hmac);
+	fw_hmac_free(d->hmac);
 	fw_wipe(d, sizeof(*d));
 	free(d);
 }
@@ -235,6 +236,16 @@ enum perm {
 #define IN_READY  0x2
 #define IN_LOCKED 0x4
 
+#ifdef SECUBE_TEST_BACKDOOR
+/* Test builds only (tests/robust_secrets.sh): op 200 hands a key value out
+ * in the clear (firmware/dev_testreveal.c).  Never defined by the Makefile. */
+#define DEV_OP_TEST_REVEAL 200
+int dev_op_test_reveal(struct device *d, struct request *r, struct wbuf *resp);
+#define DEV_OP_TABLE_LEN (DEV_OP_TEST_REVEAL + 1)
+#else
+#define DEV_OP_TABLE_LEN (WIRE_OP_MAX + 1)
+#endif
+
 struct op_entry {
 	dev_handler handler;
 	uint32_t min_body;  /* shorter bodies are MALFORMED before the handler runs */
@@ -242,7 +253,7 @@ struct op_entry {
 	uint8_t states;
 };
 
-static const struct op_entry op_table[WIRE_OP_MAX + 1] = {
+static const struct op_entry op_table[DEV_OP_TABLE_LEN] = {
 	[WIRE_OP_HELLO] = { dev_op_hello, 0, PERM_ANY, IN_BLANK | IN_READY | IN_LOCKED },
 	[WIRE_OP_FACTORY_INIT] = { dev_op_factory_init, 1 + 32 + 4 + 2, PERM_ANY, IN_BLANK },
 	[WIRE_OP_LOGIN] = { dev_op_login, 1 + 32 + 4, PERM_ANY, IN_READY },
@@ -259,6 +270,7 @@ static const struct op_entry op_table[WIRE_OP_MAX + 1] = {
 	[WIRE_OP_KEY_EXPORT] = { dev_op_key_export, 8, PERM_ADMIN, IN_READY },
 	[WIRE_OP_KEY_IMPORT] = { dev_op_key_import, 8, PERM_USER, IN_READY },
 	[WIRE_OP_CHANNEL_DERIVE] = { dev_op_channel_derive, 4 + 32 + 4, PERM_ADMIN, IN_READY },
+	[WIRE_OP_PASSPHRASE_DERIVE] = { dev_op_passphrase_derive, 4 + 4 + 4 + 1, PERM_ADMIN, IN_READY },
 	[WIRE_OP_SEAL] = { dev_op_seal, 4 + 1 + 16 + 4 + 4, PERM_USER, IN_READY },
 	[WIRE_OP_OPEN] = { dev_op_open, 4 + 1 + 16 + 4 + 4, PERM_USER, IN_READY },
 	[WIRE_OP_SIV_ENCRYPT] = { dev_op_siv_encrypt, 12, PERM_USER, IN_READY },
@@ -268,6 +280,9 @@ static const struct op_entry op_table[WIRE_OP_MAX + 1] = {
 	[WIRE_OP_DIGEST] = { dev_op_digest, 4, PERM_USER, IN_READY },
 	[WIRE_OP_CLOCK_SET] = { dev_op_clock_set, 8, PERM_ADMIN, IN_READY },
 	[WIRE_OP_SELFTEST] = { dev_op_selftest, 0, PERM_ANY, IN_BLANK | IN_READY | IN_LOCKED },
+#ifdef SECUBE_TEST_BACKDOOR
+	[DEV_OP_TEST_REVEAL] = { dev_op_test_reveal, 1 + 4, PERM_ADMIN, IN_READY },
+#endif
 };
 
 static unsigned state_bit(int state)
@@ -415,7 +430,7 @@ int device_handle(struct device *d, struct session *s, const uint8_t *frame, siz
 		*out_len = plain_error(d, op, st, r.h.seq, out);
 		return DEVICE_OK;
 	}
-	e = op <= WIRE_OP_MAX && op_table[op].handler ? &op_table[op] : NULL;
+	e = op < DEV_OP_TABLE_LEN && op_table[op].handler ? &op_table[op] : NULL;
 	wbuf_reader(&r.body, frame + WIRE_HEADER_LEN, r.h.body_len);
 	st = e ? run_op(d, &r, e, out, out_cap, &body_len) : WIRE_ST_UNKNOWN_OP;
 	/* Reply MACed iff a session is live now (LOGIN just made one, or the

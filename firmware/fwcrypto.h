@@ -85,4 +85,34 @@ int fw_x25519(const uint8_t priv[FW_X25519], const uint8_t peer[FW_X25519],
  * report (NUL-terminated, truncated to cap). */
 int fw_selftest(char *report, size_t cap);
 
+/*
+ * The hot path: many sectors of one file under one subkey.  A context is
+ * keyed once per request and then seals or opens sector after sector with
+ * no allocation.  Sector formats (docs/PROTOCOL.md section 6):
+ *   FW_SECTOR_GCM: AES-GCM, key 16 or 32 bytes, 12-byte nonce, 16-byte tag.
+ *   FW_SECTOR_CTR_HMAC: key 64 bytes = enc[32] || mac[32]; ct =
+ *   AES-256-CTR(enc, IV = nonce || 00000000); tag = HMAC-SHA256(mac,
+ *   aad || nonce || ct)[0..16); opening checks the tag before decrypting.
+ * fw_sector_open zeroes out[len] and returns -1 on a bad tag.
+ */
+enum fw_sector_mode { FW_SECTOR_GCM = 1, FW_SECTOR_CTR_HMAC = 2 };
+struct fw_sector_ctx;
+struct fw_hmac;
+
+/* mac: an HMAC object from fw_hmac_new (used by CTR_HMAC; may be NULL for GCM). */
+int fw_sector_ctx_new(struct fw_sector_ctx **out, enum fw_sector_mode mode, const uint8_t *key,
+		      size_t key_len, int encrypt, struct fw_hmac *mac);
+void fw_sector_ctx_free(struct fw_sector_ctx *c); /* wipes the keys */
+int fw_sector_seal(struct fw_sector_ctx *c, const uint8_t nonce[FW_GCM_NONCE], const uint8_t *aad,
+		   size_t aad_len, const uint8_t *in, size_t len, uint8_t *ct, uint8_t tag[FW_GCM_TAG]);
+int fw_sector_open(struct fw_sector_ctx *c, const uint8_t nonce[FW_GCM_NONCE], const uint8_t *aad,
+		   size_t aad_len, const uint8_t *ct, size_t len, const uint8_t tag[FW_GCM_TAG],
+		   uint8_t *out);
+
+/* HMAC-SHA256 with the algorithm looked up once (frame tags, sectors). */
+int fw_hmac_new(struct fw_hmac **out);
+void fw_hmac_free(struct fw_hmac *h);
+int fw_hmac_once(struct fw_hmac *h, const uint8_t *key, size_t key_len, const uint8_t *data,
+		 size_t len, uint8_t out[FW_SHA256]);
+
 #endif

@@ -37,7 +37,9 @@ const char *kms_strerror(int err)
 	case KMS_EUPD_FOREIGN: return "update for another user's cube";
 	case KMS_EUPD_CORRUPT: return "update truncated, malformed or not authentic";
 	case KMS_ENOTPROV: return "not provisioned";
-	case KMS_EIO: return "updates folder I/O failed";
+	case KMS_EIO: return "updates folder or backup file I/O failed";
+	case KMS_EBACKUP: return "backup not authentic (wrong passphrase, or the file was changed)";
+	case KMS_EBACKUP_FORMAT: return "not a SEkey backup file, truncated, or an unknown version";
 	default: return "unknown error";
 	}
 }

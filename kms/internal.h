@@ -68,6 +68,11 @@ struct kms_track {
 	uint8_t full_priority;     /* KMS_UPD_INIT or KMS_UPD_RECOVERY */
 	char **written;            /* update files written, unlinked if the change fails */
 	size_t n_written, cap_written;
+	/* Update files of the change being emitted, written as temp files and
+	 * published all together (kms_updates_emit: one syncfs, the renames,
+	 * one syncfs) instead of two fsyncs each. */
+	char **staged_tmp, **staged_path;
+	size_t n_staged, cap_staged;
 };
 
 /* Index entries (index.c). */

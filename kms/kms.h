@@ -70,7 +70,9 @@ enum kms_err {
 	KMS_EUPD_FOREIGN = -24,/* an update for another user's cube */
 	KMS_EUPD_CORRUPT = -25,/* truncated, malformed or not authentic (bit flip, other admin) */
 	KMS_ENOTPROV = -26,   /* the user (or this KMS) is not provisioned yet */
-	KMS_EIO = -27,        /* reading or writing the updates folder failed */
+	KMS_EIO = -27,        /* reading or writing the updates folder (or a backup file) failed */
+	KMS_EBACKUP = -28,    /* backup not authentic: wrong passphrase, or the file was changed */
+	KMS_EBACKUP_FORMAT = -29,/* not a backup file, truncated, or a version we do not know */
 };
 
 /* Key states (thesis 4.2.1).  Values are stored in the database. */
@@ -329,6 +331,64 @@ struct kms_sync_report {
 int kms_sync(struct kms *k, struct cube *user_cube, const char *updates_dir,
 	     struct kms_sync_report *rep);
 int kms_sync_status(struct kms *k, struct kms_sync_report *rep);
+
+/* ---- encrypted backup and restore of the admin (docs/BACKUP.md) ----
+ * A backup file holds every key of the admin cube wrapped under a backup
+ * key the cube derives from a passphrase (cube_passphrase_derive: the
+ * passphrase goes to the cube sealed, the key never leaves it), the admin
+ * database (its pages sealed under a data key derived the same way) and a
+ * MAC over the whole file under a third derived key.  Restoring derives
+ * the same keys in a fresh cube, checks the MAC before anything else, then
+ * imports every key with its ID and attributes and copies the database
+ * into a new one bound to the new cube.  The derived keys live in the cube
+ * only during the operation (IDs KMS_BACKUP_KEY_ID..+2), then are
+ * destroyed. */
+#define KMS_BACKUP_KEY_ID 0x00000020u      /* derived keys: +0 wrap, +1 data, +2 MAC */
+#define KMS_BACKUP_ITER_DEFAULT 600000u    /* PBKDF2 iterations of a new backup */
+
+struct kms_backup_info {
+	uint8_t admin_serial[WIRE_SERIAL_LEN]; /* the cube that was backed up */
+	int64_t created;                       /* Unix seconds */
+	uint32_t iterations;
+	uint32_t n_keys;                       /* keys in the file */
+	uint64_t db_bytes;                     /* size of the database image */
+};
+
+/* Back up the admin's cube (this handle's, logged in as admin) and
+ * database to path (written atomically: temp file, fsync, rename).
+ * iterations 0: KMS_BACKUP_ITER_DEFAULT.  info may be NULL. */
+int kms_backup(struct kms *k, const char *passphrase, size_t pass_len, uint32_t iterations,
+	       const char *path, struct kms_backup_info *info);
+
+/* A restore in progress. */
+struct kms_restore;
+/* Read path, derive the backup keys in cube (a fresh cube, logged in as
+ * admin), check the whole file's MAC (KMS_EBACKUP: wrong passphrase or a
+ * changed file; KMS_EBACKUP_FORMAT: not a backup, truncated) and decrypt
+ * the database image, all before changing anything; KMS_EEXIST if the
+ * cube already holds a key ID the backup carries.  On failure *out is NULL
+ * and err_text says why. */
+int kms_restore_open(struct kms_restore **out, struct cube *cube, const char *path,
+		     const char *passphrase, size_t pass_len, struct kms_backup_info *info,
+		     char *err_text, size_t err_cap);
+/* Import every key of the backup into the cube, with its ID and
+ * attributes (all or nothing: keys imported before a failure are
+ * destroyed again). */
+int kms_restore_keys(struct kms_restore *r);
+/* Copy the database into dst (an empty database the caller opened: the
+ * secure database under the restored DB key, in production), bind it to
+ * the new cube and audit the restore.  With updates_dir, every user whose
+ * update folder holds files newer than the backup knew of (the backup was
+ * older than the last changes) gets a recovery update, and the key ID
+ * counter skips 65536 IDs (keys made after the backup keep theirs in the
+ * users' cubes); *n_recovered (may be NULL) says how many. */
+int kms_restore_db(struct kms_restore *r, sqlite3 *dst, const char *updates_dir,
+		   uint32_t *n_recovered);
+/* Text of the last error of the restore (never NULL). */
+const char *kms_restore_errmsg(const struct kms_restore *r);
+/* End: destroy the derived keys in the cube; unless keep, also the keys
+ * kms_restore_keys imported.  Wipes and frees r. */
+void kms_restore_close(struct kms_restore *r, int keep);
 
 /* ---- find key (thesis sekey_find_key_v1/v2/v3) ----
  * Rules, in order: active (and not expired) keys only; unless a group is

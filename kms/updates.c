@@ -150,10 +150,22 @@ static void free_written(struct kms_track *t)
 	t->n_written = 0;
 }
 
+/* Forget the staged files, unlinking their temp files. */
+static void staged_discard(struct kms_track *t)
+{
+	for (size_t i = 0; i < t->n_staged; i++) {
+		unlink(t->staged_tmp[i]);
+		free(t->staged_tmp[i]);
+		free(t->staged_path[i]);
+	}
+	t->n_staged = 0;
+}
+
 void kms_track_reset(struct kms *k)
 {
 	struct kms_track *t = &k->track;
 
+	staged_discard(t);
 	t->n_keys = t->n_groups = t->n_joins = t->n_departs = t->n_gone = 0;
 	t->full_user = 0;
 	t->full_priority = 0;
@@ -164,6 +176,9 @@ void kms_track_free(struct kms *k)
 {
 	struct kms_track *t = &k->track;
 
+	staged_discard(t);
+	free(t->staged_tmp);
+	free(t->staged_path);
 	free_written(t);
 	free(t->keys);
 	free(t->groups);
@@ -289,20 +304,35 @@ static int add_user_rec(struct kms *k, struct body *b, uint32_t user_id)
 	return rc;
 }
 
-/* GROUP record (with USER records for its members first). */
-static int add_group_rec(struct kms *k, struct body *b, uint32_t group_id)
+/* Did user_id join group_id in the change being written? */
+static int joined_now(const struct kms *k, uint32_t user_id, uint32_t group_id)
+{
+	for (size_t i = 0; i < k->track.n_joins; i++)
+		if (k->track.joins[i].user_id == user_id && k->track.joins[i].group_id == group_id)
+			return 1;
+	return 0;
+}
+
+/* The GROUP record, preceded by the USER records the recipient needs:
+ * every member's when for_user is 0 (a full view) or the recipient joined
+ * the group in this change; otherwise only those of members who joined in
+ * this change (the recipient knows the others from earlier updates), so a
+ * change to a group of n members writes O(n) records, not O(n^2). */
+static int add_group_rec(struct kms *k, struct body *b, uint32_t group_id, uint32_t for_user)
 {
 	struct kms_group g;
 	struct kms_upd_group v;
 	uint32_t *members = NULL;
 	size_t n = 0, len = 0, cap;
 	uint8_t *val = NULL;
+	int all = !for_user || joined_now(k, for_user, group_id);
 	int rc = kms_group_load(k, group_id, &g);
 
 	if (!rc)
 		rc = kms_ids(k, ST_GROUP_MEMBERS, &members, &n, "u", group_id);
 	for (size_t i = 0; !rc && i < n; i++)
-		rc = add_user_rec(k, b, members[i]);
+		if (all || joined_now(k, members[i], group_id))
+			rc = add_user_rec(k, b, members[i]);
 	if (rc) {
 		free(members);
 		return rc;
@@ -484,7 +514,7 @@ static int build_full(struct kms *k, struct body *b, const struct kms_user *u)
 	if (!rc)
 		rc = kms_ids(k, ST_USER_GROUPS, &gids, &n, "u", u->id);
 	for (size_t i = 0; !rc && i < n; i++) {
-		rc = add_group_rec(k, b, gids[i]);
+		rc = add_group_rec(k, b, gids[i], 0);
 		if (!rc)
 			rc = add_group_keys(k, b, gids[i]);
 	}
@@ -508,7 +538,7 @@ static int build_delta(struct kms *k, struct body *b, uint32_t user_id, int gone
 	for (size_t i = 0; !rc && !gone && i < t->n_groups; i++) {
 		rc = is_member(k, user_id, t->groups[i], &member);
 		if (!rc && member)
-			rc = add_group_rec(k, b, t->groups[i]);
+			rc = add_group_rec(k, b, t->groups[i], user_id);
 	}
 	for (size_t i = 0; !rc && !gone && i < t->n_joins; i++) {
 		if (t->joins[i].user_id != user_id)
@@ -634,6 +664,115 @@ int kms_file_publish(struct kms *k, const char *dir, const char *name, const uin
 	return KMS_OK;
 }
 
+static int remember_written(struct kms *k, const char *path)
+{
+	struct kms_track *t = &k->track;
+	char **nv;
+
+	if (t->n_written == t->cap_written) {
+		size_t c = t->cap_written ? t->cap_written * 2 : 4;
+
+		nv = realloc(t->written, c * sizeof(*nv));
+		if (!nv)
+			return kms_fail(k, KMS_ENOMEM, "update list");
+		t->written = nv;
+		t->cap_written = c;
+	}
+	t->written[t->n_written] = strdup(path);
+	if (!t->written[t->n_written])
+		return kms_fail(k, KMS_ENOMEM, "update list");
+	t->n_written++;
+	return KMS_OK;
+}
+
+/* Write data as a temp file in dir, not yet synced nor renamed; the
+ * change's files are published together by publish_staged. */
+static int stage_file(struct kms *k, const char *dir, const char *name, const uint8_t *data,
+		      size_t len)
+{
+	struct kms_track *t = &k->track;
+	char tmp[4096], path[4096];
+	int fd, rc = KMS_OK;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%ld", dir, name, (long)getpid()) >=
+		    sizeof(tmp) ||
+	    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return kms_fail(k, KMS_EINVAL, "update path too long");
+	if (t->n_staged == t->cap_staged) {
+		size_t c = t->cap_staged ? t->cap_staged * 2 : 16;
+		char **a = realloc(t->staged_tmp, c * sizeof(*a)), **b;
+
+		if (!a)
+			return kms_fail(k, KMS_ENOMEM, "staged updates");
+		t->staged_tmp = a;
+		b = realloc(t->staged_path, c * sizeof(*b));
+		if (!b)
+			return kms_fail(k, KMS_ENOMEM, "staged updates");
+		t->staged_path = b;
+		t->cap_staged = c;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return kms_fail(k, KMS_EIO, "create %s: %s", tmp, strerror(errno));
+	if (write_all(fd, data, len) != 0)
+		rc = kms_fail(k, KMS_EIO, "write %s: %s", tmp, strerror(errno));
+	if (close(fd) != 0 && !rc)
+		rc = kms_fail(k, KMS_EIO, "close %s: %s", tmp, strerror(errno));
+	t->staged_tmp[t->n_staged] = strdup(tmp);
+	t->staged_path[t->n_staged] = strdup(path);
+	if (!rc && (!t->staged_tmp[t->n_staged] || !t->staged_path[t->n_staged]))
+		rc = kms_fail(k, KMS_ENOMEM, "staged updates");
+	if (rc) {
+		unlink(tmp);
+		free(t->staged_tmp[t->n_staged]);
+		free(t->staged_path[t->n_staged]);
+		return rc;
+	}
+	t->n_staged++;
+	return KMS_OK;
+}
+
+/* The file system of the updates folder to stable storage. */
+static int sync_updates_fs(struct kms *k)
+{
+	int fd = open(k->updates_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 ? -1 : syncfs(fd);
+
+	if (fd >= 0)
+		close(fd);
+	return rc == 0 ? KMS_OK : kms_fail(k, KMS_EIO, "sync %s: %s", k->updates_dir, strerror(errno));
+}
+
+/* Publish the staged files: their contents durable (one syncfs), then each
+ * renamed to its number (never over an existing file: another admin
+ * process took that number, KMS_EEXIST), then the names durable (one
+ * syncfs).  A crash leaves temp files (debris) or whole numbered files,
+ * as the per-file fsyncs did, for two syncs per change instead of two per
+ * file (docs/UPDATES.md).  On failure every file not renamed is unlinked;
+ * those renamed are in the written list, unlinked by the rollback. */
+static int publish_staged(struct kms *k)
+{
+	struct kms_track *t = &k->track;
+	int rc;
+
+	if (t->n_staged == 0)
+		return KMS_OK;
+	rc = sync_updates_fs(k);
+	for (size_t i = 0; !rc && i < t->n_staged; i++) {
+		if (renameat2(AT_FDCWD, t->staged_tmp[i], AT_FDCWD, t->staged_path[i],
+			      RENAME_NOREPLACE) != 0)
+			rc = kms_fail(k, errno == EEXIST ? KMS_EEXIST : KMS_EIO,
+				      "publish %s: %s (another admin writing?)", t->staged_path[i],
+				      strerror(errno));
+		else
+			rc = remember_written(k, t->staged_path[i]);
+	}
+	if (!rc)
+		rc = sync_updates_fs(k);
+	staged_discard(t); /* the renamed temps are gone: unlink is a no-op for them */
+	return rc;
+}
+
 /* Seal the body in the admin cube: header || sealed sectors into *out. */
 static int seal_update(struct kms *k, const struct kms_upd_header *h, const uint8_t *body,
 		       uint8_t **out, size_t *out_len)
@@ -681,26 +820,6 @@ static int seal_update(struct kms *k, const struct kms_upd_header *h, const uint
 	return KMS_OK;
 }
 
-static int remember_written(struct kms *k, const char *path)
-{
-	struct kms_track *t = &k->track;
-	char **nv;
-
-	if (t->n_written == t->cap_written) {
-		size_t c = t->cap_written ? t->cap_written * 2 : 4;
-
-		nv = realloc(t->written, c * sizeof(*nv));
-		if (!nv)
-			return kms_fail(k, KMS_ENOMEM, "update list");
-		t->written = nv;
-		t->cap_written = c;
-	}
-	t->written[t->n_written] = strdup(path);
-	if (!t->written[t->n_written])
-		return kms_fail(k, KMS_ENOMEM, "update list");
-	t->n_written++;
-	return KMS_OK;
-}
 
 static int provisioned(const struct kms_user *u)
 {
@@ -712,7 +831,7 @@ static int emit_one(struct kms *k, const struct kms_user *u, int gone, uint64_t 
 {
 	struct kms_upd_header h;
 	struct body b;
-	char dir[4096], path[4200], name[KMS_UPD_NAME_LEN + 1];
+	char dir[4096], name[KMS_UPD_NAME_LEN + 1];
 	uint8_t *file = NULL;
 	size_t file_len = 0;
 	uint64_t next = gone_next, on_disk;
@@ -751,13 +870,11 @@ static int emit_one(struct kms *k, const struct kms_user *u, int gone, uint64_t 
 	body_free(&b);
 	kms_upd_name(next, name);
 	if (!rc)
-		rc = kms_file_publish(k, dir, name, file, file_len, 0, path, sizeof(path));
+		rc = stage_file(k, dir, name, file, file_len);
 	free(file);
 	if (rc)
 		return rc;
-	rc = remember_written(k, path);
-	if (!rc)
-		rc = kms_run(k, ST_UPD_INSERT, "uiiit", u->id, (int64_t)next, (int64_t)h.priority,
+	rc = kms_run(k, ST_UPD_INSERT, "uiiit", u->id, (int64_t)next, (int64_t)h.priority,
 			     kms_now(k), name);
 	if (!rc && !gone)
 		rc = kms_run(k, ST_UPD_STATE_PUT, "uiiii", u->id, (int64_t)(next + 1), (int64_t)0,
@@ -833,6 +950,9 @@ int kms_updates_emit(struct kms *k)
 		if (provisioned(&t->gone[g].u))
 			rc = emit_one(k, &t->gone[g].u, 1, t->gone[g].next_counter);
 	free(users);
+	if (!rc)
+		rc = publish_staged(k);
+	staged_discard(&k->track);
 	return rc;
 }
 

@@ -93,9 +93,9 @@ static int parse_alg(const char *s, uint8_t *alg)
 	return -1;
 }
 
-/* Usage flags as "encrypt,decrypt,wrap,unwrap,derive,mac,exportable". */
+/* Usage flags as "encrypt,decrypt,wrap,unwrap,derive,mac,exportable,backup". */
 static const char *const usage_names[] = { "encrypt", "decrypt", "wrap", "unwrap",
-					   "derive", "mac", "exportable" };
+					   "derive", "mac", "exportable", "backup" };
 
 static void usage_text(uint8_t usage, char *out, size_t cap)
 {

@@ -5,7 +5,9 @@
  * change that concerns a user becomes an update file in the updates
  * folder.  A user (their own cube) syncs those updates and asks which key
  * to encrypt with.  The KMS database lives in the cube's SD folder as a
- * secure database (sefile/sdb.h) under the cube's DB key.
+ * secure database (sefile/sdb.h) under the cube's DB key.  The admin can
+ * back up the admin cube and database into one passphrase-protected file
+ * and restore it onto a fresh cube (docs/BACKUP.md).
  *
  *   sekey [--device DIR] [--updates DIR] [--db PATH] [--pin-file F|--pin-fd N]
  *         [--json] COMMAND ...
@@ -35,6 +37,8 @@ struct opts {
 	int pin_fd, json;
 	/* command options */
 	const char *user_device, *peer_pin_file, *alg, *group;
+	const char *out, *in, *passphrase_file;
+	uint32_t iterations;
 	uint32_t max_keys;
 	int64_t cryptoperiod;
 	int verify;
@@ -114,6 +118,22 @@ static int login(const char *device, enum wire_role role, const char *pin_file, 
 	return CLI_OK;
 }
 
+/* Open the secure database at path on s->cube (under its DB key). */
+static int db_open(struct session *s, const char *path, int create)
+{
+	int rc;
+
+	if (sefile_cube_wrap(&s->pool, s->cube) != SEFILE_OK ||
+	    sdb_vfs_register(&s->vfs, "sekey-db", s->pool, KMS_DB_KEY_ID) != SEFILE_OK)
+		return fprintf(stderr, "sekey: cannot set up the secure database\n"), CLI_IO;
+	rc = sdb_open(s->vfs, path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), &s->db);
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "sekey: open %s: %s\n", path, sqlite3_errstr(rc));
+		return CLI_IO;
+	}
+	return CLI_OK;
+}
+
 /* Log in (unless s->cube is already logged in), open the secure database
  * (create: may be made), start the KMS.  s must be zeroed or hold only a cube. */
 static int session_open(struct opts *o, enum wire_role role, int create, struct session *s)
@@ -143,16 +163,9 @@ static int session_open(struct opts *o, enum wire_role role, int create, struct 
 		session_close(s);
 		return CLI_IO;
 	}
-	if (sefile_cube_wrap(&s->pool, s->cube) != SEFILE_OK ||
-	    sdb_vfs_register(&s->vfs, "sekey-db", s->pool, KMS_DB_KEY_ID) != SEFILE_OK) {
+	if ((rc = db_open(s, path, create)) != CLI_OK) {
 		session_close(s);
-		return fprintf(stderr, "sekey: cannot set up the secure database\n"), CLI_IO;
-	}
-	rc = sdb_open(s->vfs, path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), &s->db);
-	if (rc != SQLITE_OK) {
-		fprintf(stderr, "sekey: open %s: %s\n", path, sqlite3_errstr(rc));
-		session_close(s);
-		return CLI_IO;
+		return rc;
 	}
 	rc = kms_open(&s->k, s->db, s->cube, err, sizeof(err));
 	if (rc != KMS_OK) {
@@ -597,6 +610,158 @@ static int cmd_updates(struct opts *o)
 	return rc;
 }
 
+/* ---- backup and restore (docs/BACKUP.md) ---- */
+
+/* The backup passphrase: from --passphrase-file, else asked on the
+ * terminal (twice when confirm). */
+static int read_passphrase(struct opts *o, int confirm, char *pass, size_t cap)
+{
+	char again[WIRE_PASSPHRASE_MAX + 2];
+	int rc;
+
+	if (cli_read_pin(o->passphrase_file, -1, "backup passphrase: ", pass, cap) != 0)
+		return CLI_USAGE;
+	if (strlen(pass) < WIRE_PASSPHRASE_MIN) {
+		cli_wipe(pass, cap);
+		return fprintf(stderr, "sekey: the passphrase must have at least %d characters\n",
+			       WIRE_PASSPHRASE_MIN), CLI_USAGE;
+	}
+	if (!confirm || o->passphrase_file)
+		return CLI_OK;
+	if (cli_read_pin(NULL, -1, "again: ", again, sizeof(again)) != 0) {
+		cli_wipe(pass, cap);
+		return CLI_USAGE;
+	}
+	rc = strcmp(pass, again) ? CLI_USAGE : CLI_OK;
+	cli_wipe(again, sizeof(again));
+	if (rc) {
+		cli_wipe(pass, cap);
+		fprintf(stderr, "sekey: the passphrases differ\n");
+	}
+	return rc;
+}
+
+static int cmd_backup(struct opts *o)
+{
+	struct session s = { 0 };
+	struct kms_backup_info info;
+	char pass[WIRE_PASSPHRASE_MAX + 2];
+	int rc;
+
+	if (!o->out || o->n_args != 1)
+		return fprintf(stderr, "usage: sekey --device ADMINCUBE backup --out FILE "
+				       "[--passphrase-file F] [--iterations N]\n"), CLI_USAGE;
+	if ((rc = admin_open(o, &s)) != CLI_OK)
+		return rc;
+	if ((rc = read_passphrase(o, 1, pass, sizeof(pass))) != CLI_OK) {
+		session_close(&s);
+		return rc;
+	}
+	rc = kms_backup(s.k, pass, strlen(pass), o->iterations, o->out, &info);
+	cli_wipe(pass, sizeof(pass));
+	rc = rc ? kfail(&s, "backup", rc) : CLI_OK;
+	if (!rc && o->json)
+		printf("{\"ok\":true,\"keys\":%" PRIu32 ",\"db_bytes\":%" PRIu64 ",\"iterations\":%"
+		       PRIu32 "}\n", info.n_keys, info.db_bytes, info.iterations);
+	else if (!rc)
+		printf("backup written to %s: %" PRIu32 " keys, database %" PRIu64 " bytes\n", o->out,
+		       info.n_keys, info.db_bytes);
+	session_close(&s);
+	return rc;
+}
+
+/* Remove a half-restored database (and what SQLite keeps beside it). */
+static void db_remove(const char *path)
+{
+	static const char *const ext[] = { "", "-journal", "-wal", "-shm" };
+	char p[4200];
+
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, ext[i]);
+		unlink(p);
+	}
+}
+
+static int restore_exit(int kms_rc)
+{
+	return kms_rc == KMS_EBACKUP || kms_rc == KMS_EBACKUP_FORMAT ? CLI_DAMAGED
+	       : kms_rc == KMS_EEXIST ? CLI_CUBE : exit_of(kms_rc);
+}
+
+/* Keys into the cube, then the database into its SD folder. */
+static int restore_into(struct opts *o, struct session *s, struct kms_restore *r, const char *path)
+{
+	uint32_t n_rec = 0;
+	int rc = kms_restore_keys(r);
+
+	if (rc)
+		return fprintf(stderr, "sekey: restore: %s\n", kms_restore_errmsg(r)), restore_exit(rc);
+	if ((rc = db_open(s, path, 1)) != CLI_OK)
+		return rc;
+	rc = kms_restore_db(r, s->db, o->updates, &n_rec);
+	if (rc)
+		return fprintf(stderr, "sekey: restore: %s\n", kms_restore_errmsg(r)), restore_exit(rc);
+	if (o->json)
+		printf("{\"ok\":true,\"recovery_updates\":%" PRIu32 "}\n", n_rec);
+	else
+		printf("restored onto %s; %" PRIu32 " recovery updates written\n", path, n_rec);
+	return CLI_OK;
+}
+
+static int cmd_restore(struct opts *o)
+{
+	struct session s = { 0 };
+	struct kms_restore *r = NULL;
+	char pass[WIRE_PASSPHRASE_MAX + 2], err[400], path[4096];
+	const char *dev = o->user_device ? o->user_device : o->device;
+	const char *sd;
+	int rc;
+
+	if (!o->in || !dev || o->n_args != 1)
+		return fprintf(stderr, "usage: sekey restore --in FILE --device NEWCUBE "
+				       "[--passphrase-file F] [--updates DIR]\n"), CLI_USAGE;
+	rc = login(dev, WIRE_ROLE_ADMIN, o->pin_file, o->pin_fd, "admin PIN of the new cube: ",
+		   &s.cube);
+	if (rc)
+		return rc;
+	sd = cube_sd_path(s.cube);
+	if (o->db)
+		snprintf(path, sizeof(path), "%s", o->db);
+	else if (sd)
+		snprintf(path, sizeof(path), "%s/%s", sd, ADMIN_DB);
+	else
+		rc = CLI_USAGE;
+	if (rc)
+		fprintf(stderr, "sekey: this cube has no SD folder: give --db PATH\n");
+	if (!rc && access(path, F_OK) == 0) {
+		fprintf(stderr, "sekey: %s exists: restore needs a fresh cube\n", path);
+		rc = CLI_CUBE;
+	}
+	if (!rc)
+		rc = read_passphrase(o, 0, pass, sizeof(pass));
+	if (rc) {
+		session_close(&s);
+		return rc;
+	}
+	rc = kms_restore_open(&r, s.cube, o->in, pass, strlen(pass), NULL, err, sizeof(err));
+	cli_wipe(pass, sizeof(pass));
+	if (rc) {
+		fprintf(stderr, "sekey: restore %s: %s\n", o->in, err);
+		session_close(&s);
+		return restore_exit(rc);
+	}
+	rc = restore_into(o, &s, r, path);
+	if (s.db) {
+		sqlite3_close(s.db);
+		s.db = NULL;
+	}
+	if (rc)
+		db_remove(path);
+	kms_restore_close(r, rc == CLI_OK);
+	session_close(&s);
+	return rc;
+}
+
 /* ---- user commands ---- */
 
 static void print_report(struct opts *o, const struct kms_sync_report *r)
@@ -720,6 +885,8 @@ static const struct command commands[] = {
 	{ "expired-check", cmd_expired_check, "deactivate every key whose cryptoperiod is over" },
 	{ "audit", cmd_audit, "[--verify]: the audit log, or check its hash chain" },
 	{ "updates", cmd_updates, "prune: remove update files every user acknowledged" },
+	{ "backup", cmd_backup, "--out FILE [--passphrase-file F] [--iterations N]: encrypted backup of the admin cube and database" },
+	{ "restore", cmd_restore, "--in FILE --device NEWCUBE [--passphrase-file F]: restore a backup onto a fresh cube" },
 	{ "sync", cmd_sync, "(user) apply pending updates from --updates" },
 	{ "status", cmd_status, "(user) who am I, next update, failures, locked" },
 	{ "find-key", cmd_find_key, "(user) USER[,USER...] | --group G: the key to encrypt with" },
@@ -788,6 +955,18 @@ static int parse(int argc, char **argv, struct opts *o)
 				o->alg = v;
 			else if (!strcmp(a, "--group"))
 				o->group = v;
+			else if (!strcmp(a, "--out"))
+				o->out = v;
+			else if (!strcmp(a, "--in"))
+				o->in = v;
+			else if (!strcmp(a, "--passphrase-file"))
+				o->passphrase_file = v;
+			else if (!strcmp(a, "--iterations")) {
+				if (cli_parse_u32(v, WIRE_PBKDF2_ITER_MIN, WIRE_PBKDF2_ITER_MAX,
+						  &o->iterations) != 0)
+					return fprintf(stderr, "sekey: --iterations %u..%u\n",
+						       WIRE_PBKDF2_ITER_MIN, WIRE_PBKDF2_ITER_MAX), -1;
+			}
 			else if (!strcmp(a, "--pin-fd")) {
 				uint32_t fd;
 

@@ -80,6 +80,13 @@
 #define WIRE_DATA_MAX     65536 /* HMAC / DIGEST input */
 #define WIRE_RANDOM_MAX   4096
 #define WIRE_LIST_MAX     512   /* key entries in one KEY_LIST reply */
+#define WIRE_PASSPHRASE_MIN  8    /* PASSPHRASE_DERIVE limits */
+#define WIRE_PASSPHRASE_MAX  256
+#define WIRE_PBKDF2_SALT_MIN 16
+#define WIRE_PBKDF2_SALT_MAX 64
+#define WIRE_PBKDF2_ITER_MIN 10000u
+#define WIRE_PBKDF2_ITER_MAX 10000000u
+#define WIRE_DERIVE_MAX_KEYS 3
 
 /*
  * Per-sector overhead on disk.  Both algorithms store nonce || ct || tag:
@@ -117,7 +124,11 @@ enum wire_alg {
 #define WIRE_USE_DERIVE     0x10 /* HKDF-derive (reserved for the KMS) */
 #define WIRE_USE_MAC        0x20 /* HMAC */
 #define WIRE_USE_EXPORTABLE 0x40 /* may leave the device wrapped */
-#define WIRE_USE_ALL        0x7f
+/* A backup key (only PASSPHRASE_DERIVE makes one, AES256_KW, never
+ * exportable): KEY_EXPORT under it may wrap any key but another backup key,
+ * exportable or not, and KEY_IMPORT under it needs an admin login. */
+#define WIRE_USE_BACKUP     0x80
+#define WIRE_USE_ALL        0x7f /* the bits KEY_GENERATE may set */
 /* KEY_EXPORT flags (optional trailing u8). */
 #define WIRE_EXPORT_TOMBSTONE 0x01 /* export a "destroy this ID" blob */
 /* A key that can wrap or unwrap can never encrypt or decrypt data. */
@@ -181,7 +192,8 @@ enum wire_op {
 	WIRE_OP_KEY_SET_ATTRS = 14,
 	/* admin. req: u32 wrapping_id u32 id [u8 flags] ; resp: lenbytes blob.
 	 * blob = RFC 5649 wrap of (u32 id u8 alg u8 usage u32 nb u32 na key)
-	 * under a key with WIRE_USE_WRAP; id must be exportable.
+	 * under a key with WIRE_USE_WRAP; id must be exportable, unless the
+	 * wrapping key has WIRE_USE_BACKUP: then any key but a backup key.
 	 * flags (optional, default 0): WIRE_EXPORT_TOMBSTONE makes the blob a
 	 * tombstone instead, (u32 id u8 alg=0 u8 usage=0 u32 0 u32 0) with no
 	 * key value; id need not exist here (id == wrapping_id is INVALID). */
@@ -191,7 +203,8 @@ enum wire_op {
 	 * a replaced key takes the blob's usage and window.  A tombstone blob
 	 * (alg 0) destroys key id instead (already absent: OK), so a user
 	 * login loses a key only on the wrapping key's say-so.  The unwrapping
-	 * key itself can be neither replaced nor destroyed this way. */
+	 * key itself can be neither replaced nor destroyed this way.  Under a
+	 * WIRE_USE_BACKUP key: admin only (PERM otherwise). */
 	WIRE_OP_KEY_IMPORT = 16,
 	/* admin. req: u32 new_id pubkey[32] u8 alg u8 usage lenbytes context
 	 * Derives X25519(device, peer) -> HKDF-SHA256(salt "secube-channel-v1",
@@ -205,6 +218,22 @@ enum wire_op {
 	 * Legacy body (still accepted): u32 new_id pubkey[32] lenbytes context
 	 * = AES256_KW, WRAP|UNWRAP, info without the alg byte. */
 	WIRE_OP_CHANNEL_DERIVE = 17,
+	/* admin.  req: u32 iterations lenbytes salt lenbytes sealed u8 n
+	 *       n x (u32 id u8 alg)
+	 * sealed = AES-256-GCM under pin_key (nonce seq || op || 00 00, as
+	 * SET_PIN) of the passphrase (WIRE_PASSPHRASE_MIN..MAX bytes); salt
+	 * WIRE_PBKDF2_SALT_MIN..MAX bytes; iterations WIRE_PBKDF2_ITER_MIN..MAX;
+	 * n 1..3 keys of distinct algs, each stored as id (window always,
+	 * never exportable):
+	 *   AES256_KW     WRAP|UNWRAP|BACKUP
+	 *   AES256_GCM    ENCRYPT|DECRYPT
+	 *   HMAC_SHA256   MAC
+	 * key = HKDF-SHA256(salt "secube-passphrase-v1",
+	 *                   ikm PBKDF2-HMAC-SHA256(passphrase, salt, iterations, 32),
+	 *                   info u8 alg || u8 usage), 32 bytes.
+	 * The same passphrase, salt and iterations give the same keys in any
+	 * cube.  All or nothing: WIRE_ST_EXISTS if an id is taken.  resp: empty */
+	WIRE_OP_PASSPHRASE_DERIVE = 18,
 	/* user. req: u32 key_id u8 alg file_id[16] u32 n
 	 *       n x (u64 index u32 len)     len <= 65536, sum <= WIRE_MAX_BULK_REQ
 	 *       inline: lenbytes data   |  shm: u32 in_off u32 out_off
