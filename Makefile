@@ -100,7 +100,10 @@ $(foreach b,$(BENCH_SRCS),$(eval $(call bench_prog,$(basename $(notdir $(b))))))
 
 # The whole suite, as CI runs it: the tests, every fuzzer for a short
 # fixed time, then the tests again under the sanitizers.
-check: test fuzz asan
+check:
+	$(MAKE) test
+	$(MAKE) fuzz
+	$(MAKE) asan
 
 # Unit tests, then program-level and mount-level tests.
 test: all
