@@ -33,7 +33,7 @@ trap cleanup EXIT
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit; }
 
 client="$work/robust_client"
-if ! cc -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -O2 -I"$root" "$root/tests/robust_client.c" \
+if ! ${TEST_CC:-cc} ${TEST_CFLAGS:-} -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -O2 -I"$root" "$root/tests/robust_client.c" \
 	"$root/$BUILD/libcube.a" "$root/$BUILD/libfirmware.a" "$root/$BUILD/libwire.a" \
 	$(pkg-config --libs libcrypto libxxhash libusb-1.0) -lpthread -o "$client"; then
 	bad "cannot build tests/robust_client.c"; finish

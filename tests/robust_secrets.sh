@@ -71,11 +71,11 @@ command -v gcore >/dev/null || { bad "gcore (gdb) not installed"; finish; }
 
 # ---- the test emulator and the helper -------------------------------------
 cflags=(-std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -I"$root")
-if cc "${cflags[@]}" -DSECUBE_TEST_BACKDOOR "$root"/firmware/*.c "$root"/wire/*.c \
+if ${TEST_CC:-cc} ${TEST_CFLAGS:-} "${cflags[@]}" -DSECUBE_TEST_BACKDOOR "$root"/firmware/*.c "$root"/wire/*.c \
 	$(pkg-config --cflags --libs libcrypto libxxhash) -lpthread -o "$tools/secube-emu-test"; then ok; else
 	bad "cannot build secube-emu-test"; finish
 fi
-if cc "${cflags[@]}" "$root/tests/robust_secrets.c" "$root/$BUILD/libsefile.a" "$root/$BUILD/libcube.a" \
+if ${TEST_CC:-cc} ${TEST_CFLAGS:-} "${cflags[@]}" "$root/tests/robust_secrets.c" "$root/$BUILD/libsefile.a" "$root/$BUILD/libcube.a" \
 	"$root/$BUILD/libfirmware.a" "$root/$BUILD/libwire.a" \
 	$(pkg-config --libs libcrypto libxxhash libusb-1.0 sqlite3) -lpthread -o "$tools/robust_secrets"; then ok; else
 	bad "cannot build tests/robust_secrets.c"; finish
