@@ -6,12 +6,15 @@
  * fstatat; and the encrypted names themselves, with the side files of long
  * names.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -53,57 +56,122 @@ static uint32_t get_le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void dirhdr_encode(const struct fs_dirhdr *h, uint8_t out[DIRHDR_LEN])
+/* Encode h into out (cap >= DIRHDR_LEN + FS_RCPT_MAX); returns the length. */
+static size_t dirhdr_encode(const struct fs_dirhdr *h, uint8_t *out)
 {
+	size_t rl = h->rcpt_kind == FS_RCPT_NONE ? 0 : strnlen(h->rcpt, FS_RCPT_MAX);
+	size_t at = DIRHDR_LEN;
+
 	memset(out, 0, DIRHDR_LEN);
 	memcpy(out, DIRHDR_MAGIC, 8);
 	put_le16(out + 8, DIRHDR_VERSION);
+	put_le16(out + 10, (h->rcpt_kind == FS_RCPT_GROUP ? DIRHDR_FLAG_GROUP : 0) |
+				   (h->old_key ? DIRHDR_FLAG_OLDKEY : 0));
 	put_le32(out + 12, h->name_key);
 	memcpy(out + 16, h->dir_id, WIRE_FILE_ID_LEN);
 	put_le32(out + 32, h->sector_size);
+	put_le32(out + 36, (uint32_t)rl);
+	if (h->old_key) {
+		put_le32(out + at, h->old_key);
+		at += 4;
+	}
+	memcpy(out + at, h->rcpt, rl);
+	return at + rl;
 }
 
-/* Parse first, then validate: an exact length, our magic and version, no
- * flags or recipients this version does not know, a sane sector size. */
+/* Parse first, then validate: the length the header says, our magic and
+ * version, only flags we know, recipients that parse, a sane sector size. */
 static int dirhdr_decode(const uint8_t *in, size_t len, struct fs_dirhdr *h, char *why,
 			 size_t cap)
 {
-	uint32_t ss;
+	uint32_t ss, rl, flags;
+	enum fs_rcpt_kind kind;
+	size_t at;
 
 	memset(h, 0, sizeof(*h));
-	if (len != DIRHDR_LEN)
-		return snprintf(why, cap, "header is %zu bytes, not %d", len, DIRHDR_LEN), -EIO;
+	if (len < DIRHDR_LEN)
+		return snprintf(why, cap, "header is %zu bytes, under %d", len, DIRHDR_LEN), -EIO;
 	if (memcmp(in, DIRHDR_MAGIC, 8) != 0)
 		return snprintf(why, cap, "bad magic"), -EIO;
 	if (in[8] != DIRHDR_VERSION || in[9] != 0)
 		return snprintf(why, cap, "unknown version %u", in[8] | in[9] << 8), -EIO;
-	if (in[10] || in[11] || get_le32(in + 36) != 0)
-		return snprintf(why, cap, "flags or recipients this version cannot read"), -EIO;
+	flags = (uint32_t)(in[10] | in[11] << 8);
+	rl = get_le32(in + 36);
+	at = DIRHDR_LEN + (flags & DIRHDR_FLAG_OLDKEY ? 4 : 0);
+	if (flags & ~(DIRHDR_FLAG_GROUP | DIRHDR_FLAG_OLDKEY) || rl > FS_RCPT_MAX ||
+	    len != at + (size_t)rl || (flags & DIRHDR_FLAG_GROUP && !rl))
+		return snprintf(why, cap, "bad flags or recipients length (%u, %u bytes)", flags, rl),
+		       -EIO;
+	kind = rl == 0 ? FS_RCPT_NONE : flags & DIRHDR_FLAG_GROUP ? FS_RCPT_GROUP : FS_RCPT_USERS;
+	if (kind != FS_RCPT_NONE && fs_rcpt_parse(kind, (const char *)in + at, rl, h->rcpt) != 0)
+		return snprintf(why, cap, "recipients do not parse"), -EIO;
+	if (flags & DIRHDR_FLAG_OLDKEY)
+		h->old_key = get_le32(in + DIRHDR_LEN);
 	ss = get_le32(in + 32);
 	if (ss < 512 || ss > 65536 || (ss & (ss - 1)))
 		return snprintf(why, cap, "bad sector size %u", ss), -EIO;
+	h->rcpt_kind = kind;
 	h->name_key = get_le32(in + 12);
 	memcpy(h->dir_id, in + 16, WIRE_FILE_ID_LEN);
 	h->sector_size = ss;
 	return 0;
 }
 
-static int dirhdr_read(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)
+/*
+ * A directory without its header is damage, except while an rmdir removes
+ * it: the header goes first (parked for a possible undo), then the empty
+ * directory.  A reader racing with that sees a directory that is gone
+ * (no links) or holds nothing but dot-names and side files: ENOENT, as a
+ * plain file system gives for a directory removed under a reader.
+ */
+static int dir_being_removed(int dirfd)
 {
-	uint8_t buf[DIRHDR_LEN + 1];
+	struct stat st;
+	struct dirent *de;
+	DIR *dp;
+	int fd, empty = 1;
+
+	if (fstat(dirfd, &st) == 0 && st.st_nlink == 0)
+		return 1;
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return 0;
+	}
+	while (empty && (de = readdir(dp)) != NULL)
+		if (de->d_name[0] != '.' && !sefile_name_is_side_file(de->d_name))
+			empty = 0;
+	closedir(dp);
+	return empty;
+}
+
+int fs_dirhdr_read_fd(struct sekeyfs *fs, int dirfd, struct fs_dirhdr *out)
+{
+	uint8_t buf[DIRHDR_LEN + FS_RCPT_MAX + 1];
+	struct sefile_info info;
 	struct sefile *f = NULL;
+	struct stat st;
 	char why[128];
 	ssize_t n;
 	int fd, rc;
 
-	fd = openat(dir->fd, SEKEYFS_DIRHDR_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(dirfd, SEKEYFS_DIRHDR_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		fs_log(fs, LOG_ERR, "directory inode %llu: no header %s: %s (not a sekeyfs directory?)",
-		       (unsigned long long)dir->ino, SEKEYFS_DIRHDR_NAME, strerror(-rc));
+		if (rc == -ENOENT && dir_being_removed(dirfd))
+			return -ENOENT;
+		fs_log(fs, LOG_ERR, "directory: no header %s: %s (not a sekeyfs directory?)",
+		       SEKEYFS_DIRHDR_NAME, strerror(-rc));
 		return rc == -ENOENT ? -EIO : rc;
 	}
 	rc = sefile_open(&f, fs->pool, fd);
+	if (rc == SEFILE_ENOKEY && sefile_peek_header(fd, &info) == SEFILE_OK)
+		fs_log(fs, LOG_WARNING, "directory header: key %u is not in this cube "
+		       "(the directory is not shared with this user, or the key was destroyed)",
+		       info.key_id);
 	if (rc != SEFILE_OK) {
 		rc = fs_sefile_err(fs, rc, "directory header");
 		goto out;
@@ -115,13 +183,53 @@ static int dirhdr_read(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhd
 	}
 	rc = dirhdr_decode(buf, (size_t)n, out, why, sizeof(why));
 	if (rc)
-		fs_log(fs, LOG_ERR, "directory inode %llu: header: %s",
-		       (unsigned long long)dir->ino, why);
+		fs_log(fs, LOG_ERR, "directory header: %s", why);
+	else if (fstat(fd, &st) == 0)
+		out->file_ino = st.st_ino;
 out:
 	if (f)
 		sefile_close(f);
 	close(fd);
 	return rc;
+}
+
+static int dirhdr_read(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)
+{
+	return fs_dirhdr_read_fd(fs, dir->fd, out);
+}
+
+void fs_dirhdr_forget(struct fs_inode *dir)
+{
+	pthread_mutex_lock(&dir->mu);
+	dir->have_hdr = 0;
+	pthread_mutex_unlock(&dir->mu);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Another process may replace a header (recipients set on another mount,
+ * names moved by sekeyfs --rekey): at most once per attribute timeout a
+ * cached header is checked against the header file's inode (a replaced
+ * header is a new file renamed into place).
+ */
+static void dirhdr_revalidate(struct sekeyfs *fs, struct fs_inode *dir)
+{
+	int64_t now = now_ns();
+	struct stat st;
+
+	if (now - dir->hdr_checked < (int64_t)(fs->cfg.timeout * 1e9))
+		return;
+	dir->hdr_checked = now;
+	if (fstatat(dir->fd, SEKEYFS_DIRHDR_NAME, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    st.st_ino != dir->hdr.file_ino)
+		dir->have_hdr = 0;
 }
 
 int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)
@@ -131,7 +239,10 @@ int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *ou
 	if (!S_ISDIR(dir->type))
 		return -ENOTDIR;
 	pthread_mutex_lock(&dir->mu);
+	if (dir->have_hdr)
+		dirhdr_revalidate(fs, dir);
 	if (!dir->have_hdr) {
+		dir->hdr_checked = now_ns();
 		rc = dirhdr_read(fs, dir, &dir->hdr);
 		dir->have_hdr = rc == 0;
 	}
@@ -154,31 +265,29 @@ static int tmp_name(char *out, size_t cap)
 	return 0;
 }
 
-int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
-		    uint32_t sector_size, mode_t mode, int durable, char *err, size_t cap)
+int fs_dirhdr_store(struct sefile_cube *pool, int dirfd, const struct fs_dirhdr *h, mode_t mode,
+		    int durable, char *err, size_t cap)
 {
-	struct sefile_params p = { .key_id = name_key };
-	struct fs_dirhdr h = { .name_key = name_key, .sector_size = sector_size };
-	uint8_t buf[DIRHDR_LEN];
+	struct sefile_params p = { .key_id = h->name_key };
+	uint8_t buf[DIRHDR_LEN + FS_RCPT_MAX];
 	struct sefile *f = NULL;
 	char tmp[64];
+	size_t len;
 	ssize_t n;
 	int fd, rc;
 
-	rc = fs_random(h.dir_id, sizeof(h.dir_id));
-	if (!rc)
-		rc = tmp_name(tmp, sizeof(tmp));
+	rc = tmp_name(tmp, sizeof(tmp));
 	if (rc)
 		return snprintf(err, cap, "no random bytes: %s", strerror(-rc)), rc;
 	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    (mode & 0666) | 0600);
 	if (fd < 0)
 		return rc = -errno, snprintf(err, cap, "cannot create the header: %s", strerror(errno)), rc;
-	dirhdr_encode(&h, buf);
+	len = dirhdr_encode(h, buf);
 	rc = sefile_create(&f, pool, fd, &p);
 	if (rc == SEFILE_OK) {
-		n = sefile_pwrite(f, buf, sizeof(buf), 0);
-		rc = n < 0 ? (int)n : n != (ssize_t)sizeof(buf) ? SEFILE_EIO : SEFILE_OK;
+		n = sefile_pwrite(f, buf, len, 0);
+		rc = n < 0 ? (int)n : n != (ssize_t)len ? SEFILE_EIO : SEFILE_OK;
 	}
 	if (rc == SEFILE_OK && durable)
 		rc = sefile_fsync(f, 0);
@@ -193,11 +302,29 @@ int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
 	} else if (renameat(dirfd, tmp, dirfd, SEKEYFS_DIRHDR_NAME) != 0) {
 		rc = -errno;
 		snprintf(err, cap, "cannot rename the header into place: %s", strerror(errno));
+	} else if (durable && fsync(dirfd) != 0) {
+		rc = -errno;
+		snprintf(err, cap, "cannot sync the directory: %s", strerror(errno));
 	}
 	if (rc)
 		unlinkat(dirfd, tmp, 0);
 	close(fd);
 	return rc;
+}
+
+int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
+		    uint32_t sector_size, mode_t mode, int durable, char *err, size_t cap)
+{
+	struct fs_dirhdr h;
+	int rc;
+
+	memset(&h, 0, sizeof(h));
+	h.name_key = name_key;
+	h.sector_size = sector_size;
+	rc = fs_random(h.dir_id, sizeof(h.dir_id));
+	if (rc)
+		return snprintf(err, cap, "no random bytes: %s", strerror(-rc)), rc;
+	return fs_dirhdr_store(pool, dirfd, &h, mode, durable, err, cap);
 }
 
 int fs_name_encrypt(struct sekeyfs *fs, const struct fs_dirhdr *h, const char *name,
@@ -307,6 +434,7 @@ int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
 {
 	char full[SEFILE_ENCNAME_FULL_MAX + 2];
 	const char *enc = bname;
+	struct fs_dirhdr hk;
 	int rc;
 
 	if (bname[0] == '.' || sefile_name_is_side_file(bname))
@@ -318,6 +446,13 @@ int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
 		enc = full;
 	}
 	rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
+	/* Names moving to a new key: the ones not moved yet are under the old. */
+	if (rc != SEFILE_OK && h->old_key) {
+		hk = *h;
+		hk.name_key = h->old_key;
+		h = &hk;
+		rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
+	}
 	if (rc != SEFILE_OK)
 		return fs_sefile_err(fs, rc, "readdir: skipped an entry");
 	/* The pair is authentic (SIV): a later lookup, unlink or rename of
@@ -330,4 +465,33 @@ int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
 		fs_namecache_put(fs, h, out, &n);
 	}
 	return 0;
+}
+
+int fs_name_scan(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h, const char *name,
+		 struct fs_name *out)
+{
+	char plain[SEFILE_NAME_MAX + 1];
+	struct dirent *de;
+	DIR *dp;
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -ENOENT;
+
+	if (fd < 0)
+		return -errno;
+	dp = fdopendir(fd);
+	if (!dp) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == -ENOENT && (de = readdir(dp)) != NULL) {
+		if (fs_name_decrypt(fs, fd, h, de->d_name, plain, sizeof(plain)) != 0 ||
+		    strcmp(plain, name) != 0)
+			continue;
+		memset(out, 0, sizeof(*out));
+		snprintf(out->enc, sizeof(out->enc), "%s", de->d_name);
+		out->is_long = sefile_name_is_long(de->d_name);
+		rc = 0;
+	}
+	closedir(dp);
+	return rc;
 }

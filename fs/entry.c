@@ -16,11 +16,6 @@
 
 #include "internal.h"
 
-uint32_t fs_new_file_key(const struct sekeyfs *fs, const struct fs_dirhdr *parent)
-{
-	return fs->cfg.key_id ? fs->cfg.key_id : parent->name_key;
-}
-
 /* The entry for bname in dir, one lookup counted on success. */
 static int make_entry(struct sekeyfs *fs, struct fs_inode *dir, const char *bname,
 		      struct fuse_entry_param *e)
@@ -49,13 +44,54 @@ static void reply_entry(fuse_req_t req, struct sekeyfs *fs, const struct fuse_en
 static int name_in(struct sekeyfs *fs, struct fs_inode *parent, const char *name, int writing,
 		   struct fs_dirhdr *h, struct fs_name *n)
 {
-	int rc;
+	struct fs_name old;
+	struct stat st;
+	int rc, erc;
 
 	if (writing && fs->cfg.read_only)
 		return -EROFS;
+
 	rc = fs_dirhdr_get(fs, parent, h);
-	if (!rc)
-		rc = fs_name_encrypt(fs, h, name, n);
+	if (rc)
+		return rc;
+	rc = fs_name_encrypt(fs, h, name, n);
+	/* A name key that may no longer encrypt (rotated, retired) still
+	 * decrypts: existing entries are found by decrypting the listing;
+	 * a new name cannot be made (the error stands) until sekeyfs --rekey
+	 * moves the names to the directory's new key. */
+	if (rc == -EKEYEXPIRED || rc == -ENOKEY) {
+		erc = rc;
+		rc = fs_name_scan(fs, parent->fd, h, name, n);
+		if (rc == -ENOENT && writing) {
+			uint32_t key;
+
+			/* No key at all for the recipients: ENOKEY; a key, but the
+			 * names are not on it yet: the name key's own error. */
+			rc = h->rcpt_kind != FS_RCPT_NONE ? fs_new_file_key(fs, h, &key) : 0;
+			/* The recipients' key changed (rotation): the names move
+			 * to it now, then the new name is made under it. */
+			if (!rc && h->rcpt_kind != FS_RCPT_NONE && key != h->name_key) {
+				rc = fs_rcpt_refresh(fs, parent, key);
+				if (!rc)
+					rc = fs_dirhdr_get(fs, parent, h);
+				if (!rc)
+					rc = fs_name_encrypt(fs, h, name, n);
+				return rc;
+			}
+			if (!rc) {
+				fs_log(fs, LOG_WARNING, "new name: this directory's name key %u may "
+				       "no longer encrypt and its recipients have no other key",
+				       h->name_key);
+				rc = erc;
+			}
+		}
+		return rc;
+	}
+	/* Names moving to a new key: an entry not moved yet is under the old
+	 * key (sharing.c); it is the entry, for lookups and for EEXIST. */
+	if (!rc && h->old_key && fstatat(parent->fd, n->enc, &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+	    fs_name_scan(fs, parent->fd, h, name, &old) == 0)
+		*n = old;
 	return rc;
 }
 
@@ -122,6 +158,7 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	struct sefile *sf;
 	struct fs_dirhdr h;
 	struct fs_name n;
+	uint32_t key = 0;
 	int rc, fd;
 
 	/* A device node would be a door around the encryption: refused. */
@@ -130,10 +167,12 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		return;
 	}
 	rc = name_in(fs, dir, name, 1, &h, &n);
+	if (!rc && S_ISREG(mode))
+		rc = fs_new_file_key(fs, &h, &key);
 	if (!rc)
 		rc = fs_side_write(fs, dir->fd, &n);
 	if (!rc && S_ISREG(mode)) {
-		rc = fs_file_create(fs, dir->fd, n.enc, mode, fs_new_file_key(fs, &h), &sf, &fd);
+		rc = fs_file_create(fs, dir->fd, n.enc, mode, key, &sf, &fd);
 		if (!rc) {
 			sefile_close(sf);
 			close(fd);
@@ -146,8 +185,9 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 
 /* Build the new directory under tmp in dir: mkdir, header, final mode. */
 static int mkdir_tmp(struct sekeyfs *fs, struct fs_inode *dir, const char *tmp, mode_t mode,
-		     uint32_t key)
+		     uint32_t key, const struct fs_dirhdr *parent)
 {
+	struct fs_dirhdr h;
 	char err[256];
 	int dfd, rc;
 
@@ -159,7 +199,15 @@ static int mkdir_tmp(struct sekeyfs *fs, struct fs_inode *dir, const char *tmp, 
 		unlinkat(dir->fd, tmp, AT_REMOVEDIR);
 		return rc;
 	}
-	rc = fs_dirhdr_write(fs->pool, dfd, key, fs->sector_size, mode, 0, err, sizeof(err));
+	/* A new directory inherits its parent's recipients. */
+	memset(&h, 0, sizeof(h));
+	h.name_key = key;
+	h.sector_size = fs->sector_size;
+	h.rcpt_kind = parent->rcpt_kind;
+	memcpy(h.rcpt, parent->rcpt, sizeof(h.rcpt));
+	rc = fs_random(h.dir_id, sizeof(h.dir_id));
+	if (!rc)
+		rc = fs_dirhdr_store(fs->pool, dfd, &h, mode, 0, err, sizeof(err));
 	if (rc)
 		fs_log(fs, LOG_ERR, "mkdir: %s", err);
 	if (!rc && fchmod(dfd, mode & 07777) != 0)
@@ -193,9 +241,12 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	struct fs_name n;
 	uint8_t r[8];
 	char tmp[64];
+	uint32_t key = 0;
 	int rc;
 
 	rc = name_in(fs, dir, name, 1, &h, &n);
+	if (!rc)
+		rc = fs_new_file_key(fs, &h, &key);
 	if (!rc)
 		rc = fs_random(r, sizeof(r));
 	if (!rc) {
@@ -204,7 +255,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		rc = fs_side_write(fs, dir->fd, &n);
 	}
 	if (!rc)
-		rc = mkdir_tmp(fs, dir, tmp, mode, fs_new_file_key(fs, &h));
+		rc = mkdir_tmp(fs, dir, tmp, mode, key, &h);
 	if (!rc && renameat2(dir->fd, tmp, dir->fd, n.enc, RENAME_NOREPLACE) != 0) {
 		rc = -errno;
 		remove_tmp_dir(dir, tmp);
@@ -218,13 +269,16 @@ void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const ch
 	struct fs_inode *dir = fs_inode_of(fs, parent);
 	char *stored = malloc(PATH_MAX + 1);
 	struct fs_dirhdr h;
+	uint32_t key = 0;
 	struct fs_name n;
 	int rc = stored ? 0 : -ENOMEM;
 
 	if (!rc)
 		rc = name_in(fs, dir, name, 1, &h, &n);
 	if (!rc)
-		rc = fs_symlink_encrypt(fs, fs_new_file_key(fs, &h), link, stored, PATH_MAX + 1);
+		rc = fs_new_file_key(fs, &h, &key);
+	if (!rc)
+		rc = fs_symlink_encrypt(fs, key, link, stored, PATH_MAX + 1);
 	if (!rc)
 		rc = fs_side_write(fs, dir->fd, &n);
 	if (!rc && symlinkat(stored, dir->fd, n.enc) != 0)
@@ -468,9 +522,12 @@ static int create_new(struct sekeyfs *fs, struct fs_inode *dir, const struct fs_
 		      const struct fs_name *n, mode_t mode, struct fuse_entry_param *e)
 {
 	struct sefile *sf;
+	uint32_t key;
 	int fd, rc;
 
-	rc = fs_file_create(fs, dir->fd, n->enc, mode, fs_new_file_key(fs, h), &sf, &fd);
+	rc = fs_new_file_key(fs, h, &key);
+	if (!rc)
+		rc = fs_file_create(fs, dir->fd, n->enc, mode, key, &sf, &fd);
 	if (rc)
 		return rc;
 	rc = make_entry(fs, dir, n->enc, e);

@@ -79,12 +79,18 @@ int fs_file_acquire(struct sekeyfs *fs, struct fs_inode *ino, int want_write)
 	}
 	rc = sefile_open(&sf, fs->pool, fd);
 	if (rc != SEFILE_OK) {
+		/* Say why a key is missing when the KMS knows (destroyed). */
+		if (rc == SEFILE_ENOKEY && fs->kms && sefile_peek_header(fd, &info) == SEFILE_OK)
+			fs_key_warn(fs, info.key_id, "open");
 		close(fd);
 		rc = fs_sefile_err(fs, rc, "open");
 		goto out;
 	}
-	if (sefile_info(sf, &info) == SEFILE_OK)
+	if (sefile_info(sf, &info) == SEFILE_OK) {
 		ino->sector_size = info.sector_size;
+		if (fs->kms)
+			fs_key_warn(fs, info.key_id, "open");
+	}
 	/* Every handle now shares the new one (the old one, if any, was a
 	 * read-only open of the same file: nothing pending in it). */
 	close_shared(fs, ino);

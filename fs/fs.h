@@ -9,6 +9,8 @@
  * the PIN (sekeyfs_read_pin), opens a cube pool, and then either
  * initialises a share (sekeyfs_init_share) or mounts one (sekeyfs_mount,
  * which builds the file system with sekeyfs_new and runs the FUSE loop).
+ * With the user's SEkey (sekeyfs_kms_open), directories carry recipients
+ * and their keys come from SEkey's find_key (sharing).
  *
  * Functions return 0 or a negative errno-style value (-EIO, -ENOKEY, ...)
  * and, where an err buffer is given, leave a message in it.
@@ -59,6 +61,52 @@ const struct fuse_lowlevel_ops *sekeyfs_lowlevel_ops(void);
 int sekeyfs_init_share(struct sefile_cube *pool, int backing_fd, uint32_t key_id,
 		       char *err, size_t err_cap);
 
+/* ---- sharing through SEkey (fs/sharing.c, docs/MOUNT.md "Sharing") ----
+ * The mounting user's KMS: their cube's SD folder holds their database
+ * (sekey-user.db, the secure database under KMS_DB_KEY_ID); pending
+ * updates from the shared updates folder are applied on open and, once
+ * sekeyfs_kms_poll_start ran, every few seconds while mounted. */
+struct sekeyfs_kms;
+
+/* Open a connection of its own to the cube spec (logged in as user with
+ * pin), the user's database (made if missing: the init update fills it),
+ * start the KMS and apply the pending updates of updates_dir.  A refused
+ * sync is reported in err and logged but not fatal when the database
+ * already had this user's view (the mount still decrypts); fatal when the
+ * user is not provisioned.  0 or -errno with err set. */
+int sekeyfs_kms_open(struct sekeyfs_kms **out, const char *spec, const char *pin,
+		     const char *updates_dir, char *err, size_t err_cap);
+void sekeyfs_kms_close(struct sekeyfs_kms *k);
+/* The user's name (never NULL). */
+const char *sekeyfs_kms_user(const struct sekeyfs_kms *k);
+/* Use k for key choice in fs (k outlives fs). */
+void sekeyfs_use_kms(struct sekeyfs *fs, struct sekeyfs_kms *k);
+/* A thread running kms_sync every interval seconds (0: none) until
+ * sekeyfs_kms_poll_stop; logs through fs.  Start it after daemonizing. */
+int sekeyfs_kms_poll_start(struct sekeyfs_kms *k, struct sekeyfs *fs, unsigned interval);
+void sekeyfs_kms_poll_stop(struct sekeyfs_kms *k);
+
+/*
+ * Initialise a share whose root has recipients: group (a group name) or
+ * users (comma list; the initialising user is added), or neither: the
+ * initialising user alone.  The key is SEkey's find_key for them.
+ */
+int sekeyfs_init_share_kms(struct sefile_cube *pool, struct sekeyfs_kms *k, int backing_fd,
+			   const char *users, const char *group, uint32_t *key_out, char *err,
+			   size_t err_cap);
+
+/*
+ * Re-encrypt every stale file under BACKING's subtree sub ("" = all): a
+ * regular file whose key is not the key a new file in its directory would
+ * get now (recipients changed, key rotated, deactivated, compromised).
+ * Crash-safe per file (sefile_rekey: new file, fsync, rename over).
+ * Progress on stderr when progress is set.  *n_done / *n_failed count
+ * files.  0 if every stale file was re-encrypted, else -errno of the
+ * first failure.
+ */
+int sekeyfs_rekey(struct sekeyfs *fs, const char *sub, int progress, unsigned *n_done,
+		  unsigned *n_failed);
+
 /* ---- the program around it (fs/mount.c) ---- */
 
 struct sekeyfs_args {
@@ -69,6 +117,13 @@ struct sekeyfs_args {
 	uint32_t key_id;       /* 0 = not given */
 	int admin;
 	int init;
+	int rekey;             /* --rekey: re-encrypt stale files, no mount */
+	char *updates;         /* --updates DIR: the SEkey updates folder */
+	char *recipients;      /* --init --recipients a,b */
+	char *group;           /* --init --group G */
+	char *subpath;         /* --rekey: the second non-option (SUBDIR) */
+	unsigned sync_interval;/* seconds between update checks while mounted */
+	struct sekeyfs_kms *kms;
 	int help;
 	int version;
 	unsigned connections;  /* cube connections in the pool (default 4) */

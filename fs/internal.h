@@ -40,16 +40,33 @@
  *   12  4   name key ID: entries' names are encrypted under it
  *   16  16  directory ID: every entry name is bound to it
  *   32  4   sector size of new files
- *   36  4   recipients count (0: reserved for SEkey)
- * 40 bytes exactly, little-endian, inside a SEfile file (so authenticated). */
+ *   36  4   recipients length L (0: no recipients, the single-key share)
+ *   40  L   recipients: comma-separated SEkey user names, or (flag bit 0)
+ *           one group name; L <= FS_RCPT_MAX
+ * With flag bit 1 (names moving to a new key, sharing.c) the old name key
+ * (u32) comes at 40 and the recipients after it.
+ * 40 + (4) + L bytes, little-endian, inside a SEfile file (so authenticated). */
 #define DIRHDR_MAGIC   "SEKEYDIR"
 #define DIRHDR_VERSION 1
 #define DIRHDR_LEN     40
+#define DIRHDR_FLAG_GROUP 1u
+#define DIRHDR_FLAG_OLDKEY 2u  /* names are moving: u32 old key at 40, before the recipients */
+#define FS_RCPT_MAX    512
+
+enum fs_rcpt_kind {
+	FS_RCPT_NONE = 0,   /* no recipients: the mount's --key or the header's key */
+	FS_RCPT_USERS = 1,  /* rcpt is "alice,bob": find_key v3 with the creator */
+	FS_RCPT_GROUP = 2,  /* rcpt is a group name: find_key v2 for the creator */
+};
 
 struct fs_dirhdr {
 	uint8_t dir_id[WIRE_FILE_ID_LEN];
 	uint32_t name_key;
 	uint32_t sector_size;
+	uint32_t old_key;            /* names still under it too (moving); 0: none */
+	enum fs_rcpt_kind rcpt_kind;
+	char rcpt[FS_RCPT_MAX + 1];
+	ino_t file_ino;              /* the header file's inode (a replaced header is seen) */
 };
 
 /* Prefix of temporary names in BACKING (never a valid encrypted name). */
@@ -63,8 +80,9 @@ struct fs_inode {
 	mode_t type;                /* S_IFMT bits; immutable */
 	uint64_t nlookup;           /* fs->table_mu */
 
-	pthread_mutex_t mu;         /* guards have_hdr, hdr */
+	pthread_mutex_t mu;         /* guards have_hdr, hdr, hdr_checked */
 	int have_hdr;
+	int64_t hdr_checked;        /* CLOCK_MONOTONIC ns of the last check that hdr is current */
 	struct fs_dirhdr hdr;
 
 	pthread_rwlock_t sf_lock;   /* guards the fields below */
@@ -80,6 +98,7 @@ struct fs_inode {
 
 struct fs_namecache;
 struct fs_reconnect;
+struct sekeyfs_kms;
 
 struct sekeyfs {
 	struct sefile_cube *pool;   /* replaced only under pool_lock (exclusive) */
@@ -96,6 +115,7 @@ struct sekeyfs {
 	struct fs_inode **buckets;
 	size_t nbuckets;
 	size_t ninodes;
+	struct sekeyfs_kms *kms;    /* the user's SEkey (not owned); NULL: single key */
 };
 
 /* An open file (fi->fh). */
@@ -141,6 +161,15 @@ void fs_fix_size(struct sekeyfs *fs, struct fs_inode *ino, struct stat *st);
 
 /* ---- dir.c ---- */
 int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out);
+/* Read and authenticate the header of the backing directory dirfd. */
+int fs_dirhdr_read_fd(struct sekeyfs *fs, int dirfd, struct fs_dirhdr *out);
+/* Forget the cached header of dir (after it was replaced). */
+void fs_dirhdr_forget(struct fs_inode *dir);
+/* Write header h (dir_id, key, sector size, recipients as given) into the
+ * directory dirfd through a temporary name renamed over any old one,
+ * sealed under h->name_key; durable: fsync it.  0 or -errno with err set. */
+int fs_dirhdr_store(struct sefile_cube *pool, int dirfd, const struct fs_dirhdr *h, mode_t mode,
+		    int durable, char *err, size_t cap);
 /* Write a new header (fresh directory ID) into the directory dirfd,
  * through a temporary name; durable: fsync it.  0 or -errno with err set. */
 int fs_dirhdr_write(struct sefile_cube *pool, int dirfd, uint32_t name_key,
@@ -162,6 +191,11 @@ void fs_side_remove(struct sekeyfs *fs, int dirfd, const struct fs_name *n);
  * or -errno (logged: undecryptable names are skipped by readdir). */
 int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
 		    const char *bname, char *out, size_t cap);
+/* Find name among the entries of dirfd by decrypting them (when the
+ * directory's name key may no longer encrypt: rotated or retired).
+ * 0 with out filled, -ENOENT, or -errno. */
+int fs_name_scan(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h, const char *name,
+		 struct fs_name *out);
 /* Random bytes from the kernel. */
 int fs_random(void *p, size_t n);
 
@@ -221,8 +255,39 @@ void fs_b64_encode(const uint8_t *in, size_t n, char *out);
 /* Returns the decoded length or -1 for a bad string. */
 long fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
-/* ---- key choice ---- */
-uint32_t fs_new_file_key(const struct sekeyfs *fs, const struct fs_dirhdr *parent);
+/* ---- key choice (sharing.c) ---- */
+/* The key for new contents and names in the directory of header parent:
+ * without recipients the mount's --key or the header's key; with them,
+ * SEkey's find_key for the recipients plus this user (v3), or for the
+ * group (v2); without a KMS, the header's key.  -ENOKEY (reason logged)
+ * when there is no usable key: never a wider group. */
+int fs_new_file_key(struct sekeyfs *fs, const struct fs_dirhdr *parent, uint32_t *key);
+/* The same for recipients not yet stored (setting them). */
+int fs_rcpt_key(struct sekeyfs *fs, enum fs_rcpt_kind kind, const char *rcpt, uint32_t *key);
+/* Parse and check a recipients value (comma list or group name) into
+ * out (cap FS_RCPT_MAX + 1): 0 or -EINVAL. */
+int fs_rcpt_parse(enum fs_rcpt_kind kind, const char *value, size_t len, char *out);
+/* xattr user.sekey.recipients / user.sekey.group of a directory. */
+int fs_rcpt_setxattr(struct sekeyfs *fs, struct fs_inode *dir, const char *name,
+		     const char *value, size_t size);
+/* The value into buf (size 0: just its length); ENODATA if not that kind. */
+int fs_rcpt_getxattr(struct sekeyfs *fs, struct fs_inode *dir, const char *name, char *buf,
+		     size_t cap, size_t *len);
+/* sekeyfs --init: BACKING must be empty; 0 or -errno with err set. */
+int fs_init_check(int dirfd, char *err, size_t cap);
+/* Move every name of the backing directory dfd (header *h) to new_key
+ * with recipients kind/rcpt, crash-safely: the header first records both
+ * keys (lookups and readdir try both), then each name is renamed to its
+ * encryption under the new key, then the header drops the old key.  *h
+ * gets the header now in place.  0 or -errno (the directory stays
+ * readable under both keys). */
+int fs_dir_migrate(struct sekeyfs *fs, int dfd, struct fs_dirhdr *h, uint32_t new_key,
+		   enum fs_rcpt_kind kind, const char *rcpt);
+/* Move the names of directory dir to key (its recipients' current key)
+ * under its header lock.  0 or -errno. */
+int fs_rcpt_refresh(struct sekeyfs *fs, struct fs_inode *dir, uint32_t key);
+/* Log a warning if key_id is compromised (decryption still allowed). */
+void fs_key_warn(struct sekeyfs *fs, uint32_t key_id, const char *what);
 
 /* ---- ops: the operations, one group per file ---- */
 void fs_op_init(void *userdata, struct fuse_conn_info *conn);

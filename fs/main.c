@@ -1,6 +1,6 @@
 /*
- * main.c - the sekeyfs program: mount an encrypted share, or initialise
- * one with --init.  Exit status: 0 ok, 1 usage, 2 damaged share, 3 key
+ * main.c - the sekeyfs program: mount an encrypted share, initialise one
+ * with --init, or re-encrypt its stale files with --rekey.  Exit status: 0 ok, 1 usage, 2 damaged share, 3 key
  * missing or unusable, 4 cube (unreachable, wrong PIN, locked), 5 I/O.
  */
 #include <errno.h>
@@ -15,6 +15,7 @@
 static int init_share(struct sekeyfs_args *a, struct sefile_cube *pool)
 {
 	char err[512];
+	uint32_t key = 0;
 	int fd, rc;
 
 	fd = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -22,14 +23,46 @@ static int init_share(struct sekeyfs_args *a, struct sefile_cube *pool)
 		fprintf(stderr, "sekeyfs: BACKING %s: %s\n", a->backing, strerror(errno));
 		return 5;
 	}
-	rc = sekeyfs_init_share(pool, fd, a->key_id, err, sizeof(err));
+	if (a->kms && !a->key_id)
+		rc = sekeyfs_init_share_kms(pool, a->kms, fd, a->recipients, a->group, &key, err,
+					    sizeof(err));
+	else
+		rc = sekeyfs_init_share(pool, fd, key = a->key_id, err, sizeof(err));
 	close(fd);
 	if (rc) {
 		fprintf(stderr, "sekeyfs: --init: %s\n", err);
 		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -ENOTEMPTY || rc == -EEXIST ? 1 : 5;
 	}
-	printf("initialised %s (key %u)\n", a->backing, a->key_id);
+	printf("initialised %s (key %u)\n", a->backing, key);
 	return 0;
+}
+
+/* --rekey: re-encrypt the stale files of BACKING[/SUBDIR] with a progress bar. */
+static int rekey(struct sekeyfs_args *a, struct sefile_cube *pool)
+{
+	struct sekeyfs *fs = NULL;
+	unsigned done, failed;
+	char err[512];
+	int fd, rc;
+
+	fd = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "sekeyfs: BACKING %s: %s\n", a->backing, strerror(errno));
+		return 5;
+	}
+	rc = sekeyfs_new(&fs, pool, fd, &a->cfg, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "sekeyfs: %s\n", err);
+		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
+	}
+	sekeyfs_use_kms(fs, a->kms);
+	rc = sekeyfs_rekey(fs, a->subpath, isatty(2), &done, &failed);
+	sekeyfs_free(fs);
+	printf("rekey: %u file(s) re-encrypted, %u failed\n", done, failed);
+	if (rc == -ENOENT || rc == -ENOTDIR)
+		fprintf(stderr, "sekeyfs: --rekey %s: %s\n", a->subpath ? a->subpath : "",
+			strerror(-rc));
+	return rc == 0 ? 0 : rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
 }
 
 int main(int argc, char **argv)
@@ -64,18 +97,31 @@ int main(int argc, char **argv)
 			      a.connections, err, sizeof(err));
 	/* A mount keeps the PIN (locked memory) to log in again if the cube
 	 * goes away and comes back; --init does not need it. */
-	if (rc == SEFILE_OK && !a.init && sekeyfs_args_keep_pin(&a, pin) != 0) {
+	if (rc == SEFILE_OK && !a.init && !a.rekey && sekeyfs_args_keep_pin(&a, pin) != 0) {
 		snprintf(err, sizeof(err), "out of memory");
 		rc = SEFILE_ENOMEM;
 	}
-	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rc != SEFILE_OK) {
+		OPENSSL_cleanse(pin, sizeof(pin));
 		fprintf(stderr, "sekeyfs: cube %s: %s\n", a.device, err);
 		sefile_cube_close(pool);
 		sekeyfs_args_free(&a);
 		return 4;
 	}
-	rc = a.init ? init_share(&a, pool) : sekeyfs_mount(&a, pool);
+	/* The user's SEkey, with the pending updates applied before serving. */
+	if (a.updates) {
+		rc = sekeyfs_kms_open(&a.kms, a.device, pin, a.updates, err, sizeof(err));
+		if (rc || err[0])
+			fprintf(stderr, "sekeyfs: SEkey: %s\n", err);
+		if (rc) {
+			OPENSSL_cleanse(pin, sizeof(pin));
+			sefile_cube_close(pool);
+			sekeyfs_args_free(&a);
+			return rc == -ENOKEY ? 3 : 4;
+		}
+	}
+	OPENSSL_cleanse(pin, sizeof(pin));
+	rc = a.init ? init_share(&a, pool) : a.rekey ? rekey(&a, pool) : sekeyfs_mount(&a, pool);
 	sefile_cube_close(pool);
 	sekeyfs_args_free(&a);
 	return rc;

@@ -42,6 +42,13 @@ static const struct fuse_opt sekeyfs_opts[] = {
 	OPT("--admin", admin, 1),
 	OPT("admin", admin, 1),
 	OPT("--init", init, 1),
+	OPT("--rekey", rekey, 1),
+	OPT("--updates %s", updates, 0),
+	OPT("updates=%s", updates, 0),
+	OPT("--recipients %s", recipients, 0),
+	OPT("--group %s", group, 0),
+	OPT("--sync-interval %u", sync_interval, 0),
+	OPT("sync_interval=%u", sync_interval, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
@@ -53,10 +60,12 @@ static const struct fuse_opt sekeyfs_opts[] = {
 void sekeyfs_usage(const char *prog)
 {
 	printf("usage: %s [options] BACKING MOUNTPOINT\n"
-	       "       %s --init --key ID [options] BACKING\n\n"
+	       "       %s --init --key ID [options] BACKING\n"
+	       "       %s --init --updates DIR [--recipients A,B | --group G] [options] BACKING\n"
+	       "       %s --rekey --updates DIR [options] BACKING [SUBDIR]\n\n"
 	       "Mount the encrypted share BACKING on MOUNTPOINT; every key stays in the cube.\n\n"
 	       "sekeyfs options (also as -o device=DIR,key=ID,pin_file=F,pin_fd=N,admin,\n"
-	       "connections=N,timeout=S,writeback):\n"
+	       "connections=N,timeout=S,writeback,updates=DIR,sync_interval=S):\n"
 	       "    --device DIR        the cube (emulated cube directory, or usb:SERIAL)\n"
 	       "    --pin-file F        read the PIN from the first line of F\n"
 	       "    --pin-fd N          read the PIN from file descriptor N\n"
@@ -68,8 +77,16 @@ void sekeyfs_usage(const char *prog)
 	       "                        soon another mount's changes are seen\n"
 	       "    --writeback         kernel write-back cache: small writes merged into\n"
 	       "                        large ones (one mount per BACKING only)\n"
-	       "    --init              initialise the empty directory BACKING as a share\n\n",
-	       prog, prog);
+	       "    --init              initialise the empty directory BACKING as a share\n"
+	       "    --updates DIR       SEkey: apply the updates in DIR (on start, then every\n"
+	       "                        --sync-interval seconds, default 5, 0 = only on start);\n"
+	       "                        directories with recipients get their keys from SEkey\n"
+	       "    --recipients A,B    with --init: the root's recipients (you are added)\n"
+	       "    --group G           with --init: the root's recipients are group G\n"
+	       "                        (neither: the share is yours alone)\n"
+	       "    --rekey             re-encrypt every stale file under BACKING[/SUBDIR]\n"
+	       "                        (a key that is no longer its directory's), then exit\n\n",
+	       prog, prog, prog, prog);
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -78,6 +95,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 	switch (key) {
 	case FUSE_OPT_KEY_NONOPT:
+		if (a->backing && !a->subpath) {
+			a->subpath = strdup(arg);
+			if (!a->subpath)
+				return -1;
+			return 1;
+		}
 		if (!a->backing) {
 			a->backing = realpath(arg, NULL);
 			if (!a->backing) {
@@ -132,7 +155,8 @@ static int absolute_device(struct sekeyfs_args *a)
 
 /* Our long options that take a value. */
 static const char *const valued_opts[] = {
-	"--device", "--pin-file", "--pin-fd", "--key", "--connections", "--timeout", NULL
+	"--device", "--pin-file", "--pin-fd", "--key", "--connections", "--timeout", "--updates",
+	"--recipients", "--group", "--sync-interval", NULL
 };
 
 /*
@@ -176,6 +200,7 @@ int sekeyfs_args_parse(struct sekeyfs_args *a, int argc, char **argv)
 	a->pin_fd = -1;
 	a->connections = 4;
 	a->cfg.timeout = 1.0;
+	a->sync_interval = 5;
 	if (fuse_opt_parse(&a->fuse, a, sekeyfs_opts, opt_proc) != 0)
 		return -1;
 	if (a->help || a->version)
@@ -194,11 +219,24 @@ int sekeyfs_args_parse(struct sekeyfs_args *a, int argc, char **argv)
 		fprintf(stderr, "sekeyfs: --connections must be 1..64\n");
 		return -1;
 	}
+	if ((a->recipients || a->group) && (!a->init || !a->updates || (a->recipients && a->group))) {
+		fprintf(stderr, "sekeyfs: --recipients or --group go with --init and --updates\n");
+		return -1;
+	}
 	if (a->init) {
-		if (!a->key_id) {
-			fprintf(stderr, "sekeyfs: --init needs --key ID\n");
+		if (!a->key_id && !a->updates) {
+			fprintf(stderr, "sekeyfs: --init needs --key ID or --updates DIR\n");
 			return -1;
 		}
+		return 0;
+	}
+	if (a->rekey) {
+		if (!a->updates) {
+			fprintf(stderr, "sekeyfs: --rekey needs --updates DIR (the user's SEkey)\n");
+			return -1;
+		}
+		a->cfg.key_id = a->key_id;
+		a->cfg.foreground = 1;
 		return 0;
 	}
 	if (fuse_parse_cmdline(&a->fuse, &a->cmd) != 0)
@@ -226,6 +264,11 @@ void sekeyfs_args_free(struct sekeyfs_args *a)
 	free(a->backing);
 	free(a->device);
 	free(a->pin_file);
+	free(a->updates);
+	free(a->recipients);
+	free(a->group);
+	free(a->subpath);
+	sekeyfs_kms_close(a->kms);
 	free(a->cmd.mountpoint);
 	fuse_opt_free_args(&a->fuse);
 	memset(a, 0, sizeof(*a));
@@ -408,6 +451,8 @@ int sekeyfs_mount(struct sekeyfs_args *a, struct sefile_cube *pool)
 		fprintf(stderr, "sekeyfs: %s\n", err);
 		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
 	}
+	if (a->kms)
+		sekeyfs_use_kms(fs, a->kms);
 	if (a->pin_kept &&
 	    fs_reconnect_setup(fs, a->device, a->admin ? WIRE_ROLE_ADMIN : WIRE_ROLE_USER,
 			       a->connections, a->pin_kept) != 0) {
@@ -429,7 +474,11 @@ int sekeyfs_mount(struct sekeyfs_args *a, struct sefile_cube *pool)
 		openlog("sekeyfs", LOG_PID, LOG_DAEMON);
 	if (fuse_daemonize(a->cmd.foreground) != 0)
 		goto out_unmount;
+	/* After daemonizing: a thread does not survive the fork. */
+	if (sekeyfs_kms_poll_start(a->kms, fs, a->sync_interval) != 0)
+		fs_log(fs, LOG_WARNING, "no SEkey update polling thread: updates apply on remount");
 	rc = run_loop(se, &a->cmd);
+	sekeyfs_kms_poll_stop(a->kms);
 	status = rc == 0 ? 0 : 5;
 out_unmount:
 	fuse_session_unmount(se);

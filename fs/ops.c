@@ -267,6 +267,19 @@ static int check_empty(int dirfd)
 	return rc;
 }
 
+int fs_init_check(int dirfd, char *err, size_t cap)
+{
+	int rc = check_empty(dirfd);
+
+	if (rc == -EEXIST)
+		return snprintf(err, cap, "BACKING already holds a share (%s)", SEKEYFS_DIRHDR_NAME), rc;
+	if (rc == -ENOTEMPTY)
+		return snprintf(err, cap, "BACKING is not empty"), rc;
+	if (rc)
+		return snprintf(err, cap, "cannot list BACKING: %s", strerror(-rc)), rc;
+	return 0;
+}
+
 int sekeyfs_init_share(struct sefile_cube *pool, int backing_fd, uint32_t key_id, char *err,
 		       size_t err_cap)
 {
@@ -275,13 +288,9 @@ int sekeyfs_init_share(struct sefile_cube *pool, int backing_fd, uint32_t key_id
 
 	if (fstat(backing_fd, &st) != 0)
 		return rc = -errno, snprintf(err, err_cap, "cannot stat BACKING: %s", strerror(errno)), rc;
-	rc = check_empty(backing_fd);
-	if (rc == -EEXIST)
-		return snprintf(err, err_cap, "BACKING already holds a share (%s)", SEKEYFS_DIRHDR_NAME), rc;
-	if (rc == -ENOTEMPTY)
-		return snprintf(err, err_cap, "BACKING is not empty"), rc;
+	rc = fs_init_check(backing_fd, err, err_cap);
 	if (rc)
-		return snprintf(err, err_cap, "cannot list BACKING: %s", strerror(-rc)), rc;
+		return rc;
 	rc = fs_dirhdr_write(pool, backing_fd, key_id, 4096, st.st_mode, 1, err, err_cap);
 	if (!rc && fsync(backing_fd) != 0)
 		rc = -errno, snprintf(err, err_cap, "cannot sync BACKING: %s", strerror(errno));

@@ -1,7 +1,8 @@
 /*
  * xattr.c - extended attributes.  Only the user.* namespace is stored;
- * user.sekey.* is reserved for the key management (recipients of a
- * directory), so it cannot be set here and is not listed.  A value is
+ * user.sekey.* is reserved for the key management: user.sekey.recipients
+ * and user.sekey.group of a directory live in its authenticated header
+ * (sharing.c), and no other user.sekey.* name can be set.  A value is
  * stored in the backing xattr of the same name as
  *   "SKX1" u32 key_id  chunk...
  * where each chunk is SIV(key, ad, r[16] || up to 1008 value bytes) and
@@ -219,9 +220,10 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		rc = -EROFS;
 	else if (!is_user(name))
 		rc = -EOPNOTSUPP;
-	else if (is_reserved(name))
-		rc = -EPERM;
-	else if (size > XA_VALUE_MAX)
+	else if (is_reserved(name)) {
+		fuse_reply_err(req, -fs_rcpt_setxattr(fs, p, name, value, size));
+		return;
+	} else if (size > XA_VALUE_MAX)
 		rc = -E2BIG;
 	if (!rc)
 		rc = object_id(fs, p, id);
@@ -252,6 +254,19 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	long want;
 	int rc = 0;
 
+	if (is_reserved(name) && S_ISDIR(p->type)) {
+		char buf[FS_RCPT_MAX + 1];
+
+		rc = fs_rcpt_getxattr(fs, p, name, buf, size < sizeof(buf) ? size : sizeof(buf),
+				      &plen);
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else if (size == 0)
+			fuse_reply_xattr(req, plen);
+		else
+			fuse_reply_buf(req, buf, plen);
+		return;
+	}
 	/* Other namespaces (security.capability is asked on every write) and
 	 * the reserved names: nothing, without touching the backing file. */
 	if (!is_user(name) || is_reserved(name) || (!S_ISREG(p->type) && !S_ISDIR(p->type))) {
@@ -303,18 +318,23 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct sekeyfs *fs = fuse_req_userdata(req);
 	struct fs_inode *p = fs_inode_of(fs, ino);
 	char path[64], *all = NULL, *out = NULL, *s;
-	size_t len = 0;
+	static const char *const rcpt_names[] = { "", "user.sekey.recipients", "user.sekey.group" };
+	struct fs_dirhdr h;
+	size_t len = 0, extra = 0;
 	ssize_t n;
 
 	if (!S_ISREG(p->type) && !S_ISDIR(p->type)) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	/* A directory's recipients are listed with its other attributes. */
+	if (S_ISDIR(p->type) && fs_dirhdr_get(fs, p, &h) == 0 && h.rcpt_kind != FS_RCPT_NONE)
+		extra = strlen(rcpt_names[h.rcpt_kind]) + 1;
 	fs_proc_path(p, path, sizeof(path));
 	n = listxattr(path, NULL, 0);
-	if (n > 0) {
-		all = malloc((size_t)n);
-		out = malloc((size_t)n);
+	if (n >= 0) {
+		all = malloc((size_t)n + 1);
+		out = malloc((size_t)n + extra + 1);
 		if (all && out)
 			n = listxattr(path, all, (size_t)n);
 		else
@@ -329,6 +349,10 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			continue;
 		memcpy(out + len, s, strlen(s) + 1);
 		len += strlen(s) + 1;
+	}
+	if (extra) {
+		memcpy(out + len, rcpt_names[h.rcpt_kind], extra);
+		len += extra;
 	}
 	if (size == 0)
 		fuse_reply_xattr(req, len);
