@@ -107,6 +107,36 @@ int sekeyfs_init_share_kms(struct sefile_cube *pool, struct sekeyfs_kms *k, int 
 int sekeyfs_rekey(struct sekeyfs *fs, const char *sub, int progress, unsigned *n_done,
 		  unsigned *n_failed);
 
+/* The same from a subdirectory of BACKING named by its backing path
+ * (relative to BACKING, encrypted names as they are on disk; "" = all). */
+int sekeyfs_rekey_backing(struct sekeyfs *fs, const char *backing_sub, int progress,
+			  unsigned *n_done, unsigned *n_failed);
+
+/* What `sekeyfs --rekey` and `sekey rekey` do (fs/rekey.c). */
+struct sekeyfs_rekey_job {
+	const char *prog;        /* for messages: "sekeyfs", "sekey" */
+	const char *device;      /* the user's cube */
+	const char *updates;     /* the SEkey updates folder */
+	const char *backing;     /* the share's BACKING */
+	const char *sub;         /* a plaintext subdirectory, or NULL: all */
+	const char *backing_sub; /* or (if set) a backing subdirectory, relative to BACKING */
+	uint32_t key_id;         /* --key for directories without recipients; 0: root's key */
+	unsigned connections;    /* cube connections (0: 1) */
+	int admin;               /* log in as admin */
+	int progress;            /* progress bar on stderr */
+};
+
+/*
+ * Log in to job->device with pin, open the user's SEkey with the pending
+ * updates of job->updates applied, build the file system over
+ * job->backing and re-encrypt the stale files of the chosen subtree;
+ * prints the count on stdout, problems on stderr.  Returns the programs'
+ * exit status: 0 ok, 2 damaged share, 3 key missing or unusable, 4 cube
+ * (unreachable, wrong PIN, locked), 5 I/O (no such subdirectory, a file
+ * that could not be re-encrypted).
+ */
+int sekeyfs_rekey_run(const struct sekeyfs_rekey_job *job, const char *pin);
+
 /* ---- the program around it (fs/mount.c) ---- */
 
 struct sekeyfs_args {

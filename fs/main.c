@@ -37,32 +37,17 @@ static int init_share(struct sekeyfs_args *a, struct sefile_cube *pool)
 	return 0;
 }
 
-/* --rekey: re-encrypt the stale files of BACKING[/SUBDIR] with a progress bar. */
-static int rekey(struct sekeyfs_args *a, struct sefile_cube *pool)
+/* --rekey: re-encrypt the stale files of BACKING[/SUBDIR] with a progress
+ * bar (fs/rekey.c, shared with `sekey rekey`). */
+static int rekey(const struct sekeyfs_args *a, const char *pin)
 {
-	struct sekeyfs *fs = NULL;
-	unsigned done, failed;
-	char err[512];
-	int fd, rc;
+	struct sekeyfs_rekey_job job = {
+		.prog = "sekeyfs", .device = a->device, .updates = a->updates,
+		.backing = a->backing, .sub = a->subpath, .key_id = a->key_id,
+		.connections = a->connections, .admin = a->admin, .progress = isatty(2),
+	};
 
-	fd = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "sekeyfs: BACKING %s: %s\n", a->backing, strerror(errno));
-		return 5;
-	}
-	rc = sekeyfs_new(&fs, pool, fd, &a->cfg, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "sekeyfs: %s\n", err);
-		return rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
-	}
-	sekeyfs_use_kms(fs, a->kms);
-	rc = sekeyfs_rekey(fs, a->subpath, isatty(2), &done, &failed);
-	sekeyfs_free(fs);
-	printf("rekey: %u file(s) re-encrypted, %u failed\n", done, failed);
-	if (rc == -ENOENT || rc == -ENOTDIR)
-		fprintf(stderr, "sekeyfs: --rekey %s: %s\n", a->subpath ? a->subpath : "",
-			strerror(-rc));
-	return rc == 0 ? 0 : rc == -ENOKEY || rc == -EKEYEXPIRED ? 3 : rc == -EIO ? 2 : 5;
+	return sekeyfs_rekey_run(&job, pin);
 }
 
 int main(int argc, char **argv)
@@ -93,11 +78,17 @@ int main(int argc, char **argv)
 		sekeyfs_args_free(&a);
 		return 4;
 	}
+	if (a.rekey) {
+		rc = rekey(&a, pin);
+		OPENSSL_cleanse(pin, sizeof(pin));
+		sekeyfs_args_free(&a);
+		return rc;
+	}
 	rc = sefile_cube_open(&pool, a.device, a.admin ? WIRE_ROLE_ADMIN : WIRE_ROLE_USER, pin,
 			      a.connections, err, sizeof(err));
 	/* A mount keeps the PIN (locked memory) to log in again if the cube
 	 * goes away and comes back; --init does not need it. */
-	if (rc == SEFILE_OK && !a.init && !a.rekey && sekeyfs_args_keep_pin(&a, pin) != 0) {
+	if (rc == SEFILE_OK && !a.init && sekeyfs_args_keep_pin(&a, pin) != 0) {
 		snprintf(err, sizeof(err), "out of memory");
 		rc = SEFILE_ENOMEM;
 	}
@@ -121,7 +112,7 @@ int main(int argc, char **argv)
 		}
 	}
 	OPENSSL_cleanse(pin, sizeof(pin));
-	rc = a.init ? init_share(&a, pool) : a.rekey ? rekey(&a, pool) : sekeyfs_mount(&a, pool);
+	rc = a.init ? init_share(&a, pool) : sekeyfs_mount(&a, pool);
 	sefile_cube_close(pool);
 	sekeyfs_args_free(&a);
 	return rc;

@@ -776,16 +776,12 @@ static int open_sub(struct sekeyfs *fs, const char *sub, int *out)
 	return rc;
 }
 
-int sekeyfs_rekey(struct sekeyfs *fs, const char *sub, int progress, unsigned *n_done,
-		  unsigned *n_failed)
+/* Both passes over the subtree at fd (closed here). */
+static int rekey_tree(struct sekeyfs *fs, int fd, int progress, unsigned *n_done,
+		      unsigned *n_failed)
 {
 	struct rekey_walk w = { .fs = fs, .progress = progress };
-	int fd, rc;
 
-	*n_done = *n_failed = 0;
-	rc = open_sub(fs, sub ? sub : "", &fd);
-	if (rc)
-		return rc;
 	rekey_dir(&w, fd, 0);
 	w.doing = 1;
 	rekey_bar(&w);
@@ -799,4 +795,29 @@ int sekeyfs_rekey(struct sekeyfs *fs, const char *sub, int progress, unsigned *n
 		fprintf(stderr, "rekey: names of %u director%s moved to their new key\n", w.dirs,
 			w.dirs == 1 ? "y" : "ies");
 	return w.first_err;
+}
+
+int sekeyfs_rekey(struct sekeyfs *fs, const char *sub, int progress, unsigned *n_done,
+		  unsigned *n_failed)
+{
+	int fd, rc;
+
+	*n_done = *n_failed = 0;
+	rc = open_sub(fs, sub ? sub : "", &fd);
+	if (rc)
+		return rc;
+	return rekey_tree(fs, fd, progress, n_done, n_failed);
+}
+
+int sekeyfs_rekey_backing(struct sekeyfs *fs, const char *backing_sub, int progress,
+			  unsigned *n_done, unsigned *n_failed)
+{
+	int fd;
+
+	*n_done = *n_failed = 0;
+	fd = openat(fs->root.fd, backing_sub && backing_sub[0] ? backing_sub : ".",
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return rekey_tree(fs, fd, progress, n_done, n_failed);
 }

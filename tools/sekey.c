@@ -12,11 +12,15 @@
  *   sekey [--device DIR] [--updates DIR] [--db PATH] [--pin-file F|--pin-fd N]
  *         [--json] COMMAND ...
  *
+ * `sekey rekey PATH` re-encrypts a sekeyfs share's stale files with the
+ * fs library's sekeyfs_rekey_run (the code of sekeyfs --rekey).
+ *
  * Exit codes (docs/man/sekey.1): 0 ok, 1 usage, 2 integrity/audit broken,
  * 3 no key, 4 cube/login, 5 I/O, 6 KMS locked.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fs/fs.h"
 #include "kms/kms.h"
 #include "sefile/sdb.h"
 
@@ -869,6 +874,65 @@ static int cmd_find_key(struct opts *o)
 	return rc;
 }
 
+/* ---- rekey: a share's stale files (fs/rekey.c, the same as sekeyfs --rekey) ---- */
+
+/* Split the backing directory path into the share's BACKING (the highest
+ * directory holding a header whose parent holds none) and the path under
+ * it.  root[cap] gets BACKING; *sub points into it ("" for BACKING). */
+static int share_root(const char *path, char *root, size_t cap, const char **sub)
+{
+	char probe[PATH_MAX + 16];
+	size_t top;
+	char *slash;
+
+	if (!realpath(path, root) || strlen(root) + 1 > cap)
+		return fprintf(stderr, "sekey: rekey %s: %s\n", path, strerror(errno)), CLI_IO;
+	snprintf(probe, sizeof(probe), "%s/" SEKEYFS_DIRHDR_NAME, root);
+	if (access(probe, F_OK) != 0)
+		return fprintf(stderr, "sekey: rekey %s: not a directory of a sekeyfs share "
+			       "(no %s)\n", path, SEKEYFS_DIRHDR_NAME), CLI_USAGE;
+	top = strlen(root);
+	for (;;) {
+		slash = memrchr(root, '/', top);
+		if (!slash || slash == root)
+			break;
+		snprintf(probe, sizeof(probe), "%.*s/" SEKEYFS_DIRHDR_NAME, (int)(slash - root), root);
+		if (access(probe, F_OK) != 0)
+			break;
+		top = (size_t)(slash - root);
+	}
+	*sub = "";
+	if (top < strlen(root)) {
+		root[top] = '\0';
+		*sub = root + top + 1;
+	}
+	return CLI_OK;
+}
+
+static int cmd_rekey(struct opts *o)
+{
+	struct sekeyfs_rekey_job job = { .prog = "sekey", .connections = 1 };
+	char root[PATH_MAX], pin[WIRE_PIN_MAX + 2];
+	int rc;
+
+	job.device = o->device ? o->device : o->user_device;
+	job.updates = o->updates;
+	if (o->n_args != 2 || !job.device || !job.updates)
+		return fprintf(stderr, "usage: sekey --device DIR --updates DIR rekey PATH\n"),
+		       CLI_USAGE;
+	if ((rc = share_root(o->args[1], root, sizeof(root), &job.backing_sub)) != CLI_OK)
+		return rc;
+	job.backing = root;
+	job.progress = isatty(2);
+	if (cli_read_pin(o->pin_file, o->pin_fd, "PIN: ", pin, sizeof(pin)) != 0) {
+		cli_wipe(pin, sizeof(pin));
+		return CLI_USAGE;
+	}
+	rc = sekeyfs_rekey_run(&job, pin);
+	cli_wipe(pin, sizeof(pin));
+	return rc;
+}
+
 /* ---- the command table and main ---- */
 
 struct command {
@@ -890,6 +954,7 @@ static const struct command commands[] = {
 	{ "sync", cmd_sync, "(user) apply pending updates from --updates" },
 	{ "status", cmd_status, "(user) who am I, next update, failures, locked" },
 	{ "find-key", cmd_find_key, "(user) USER[,USER...] | --group G: the key to encrypt with" },
+	{ "rekey", cmd_rekey, "(user) PATH: re-encrypt the stale files under PATH (a directory of a share's BACKING)" },
 };
 
 static void usage(FILE *out)
