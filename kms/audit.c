@@ -166,6 +166,8 @@ int kms_audit_verify(struct kms *k, uint64_t *bad_seq)
 	if (bad_seq)
 		*bad_seq = 0;
 	rc = head_get(k, &head_seq, head);
+	if (rc == KMS_EAUDIT && bad_seq)
+		*bad_seq = 1; /* a malformed head: nothing from the first record on can be trusted */
 	if (!rc)
 		rc = kms_stmt(k, ST_AUDIT_ALL, &st);
 	if (rc)
