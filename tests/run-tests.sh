@@ -22,7 +22,7 @@ case "$BUILD" in
 *asan*)
 	export SANITIZED=1
 	export LOAD_SECONDS=${LOAD_SECONDS:-15} LOAD2_SECONDS=${LOAD2_SECONDS:-5}
-	export ROBUST_CRASH_ITER=${ROBUST_CRASH_ITER:-10}
+	export ROBUST_CRASH_ITER=${ROBUST_CRASH_ITER:-10} ROBUST_FS_CRASH_ITER=${ROBUST_FS_CRASH_ITER:-10}
 	# C helpers the shell tests compile must match the sanitized libraries;
 	# ASan's shadow memory makes RSS meaningless as a leak bound there.
 	export TEST_CC=clang
