@@ -249,12 +249,6 @@ int fs_symlink_decrypt(struct sekeyfs *fs, const char *stored, char *out, size_t
 /* Plaintext length of a stored target of len bytes. */
 uint64_t fs_symlink_plain_len(uint64_t stored_len);
 
-/* ---- b64.c: base64url without padding ---- */
-size_t fs_b64_enc_len(size_t n);
-void fs_b64_encode(const uint8_t *in, size_t n, char *out);
-/* Returns the decoded length or -1 for a bad string. */
-long fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
-
 /* ---- key choice (sharing.c) ---- */
 /* The key for new contents and names in the directory of header parent:
  * without recipients the mount's --key or the header's key; with them,

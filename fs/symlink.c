@@ -42,7 +42,7 @@ int fs_symlink_encrypt(struct sekeyfs *fs, uint32_t key_id, const char *target, 
 
 	if (len > LINK_MAX)
 		return -ENAMETOOLONG;
-	if (cap < LINK_PREFIX + fs_b64_enc_len(LINK_RAND + len + LINK_SIV) + 1)
+	if (cap < LINK_PREFIX + sefile_b64_len(LINK_RAND + len + LINK_SIV) + 1)
 		return -ENAMETOOLONG;
 	rc = fs_random(pt, LINK_RAND);
 	if (rc)
@@ -64,7 +64,7 @@ int fs_symlink_encrypt(struct sekeyfs *fs, uint32_t key_id, const char *target, 
 	if (rc != CUBE_OK)
 		return -EIO;
 	snprintf(out, cap, "%08x.", key_id);
-	fs_b64_encode(ct, LINK_RAND + len + LINK_SIV, out + LINK_PREFIX);
+	sefile_b64_encode(ct, LINK_RAND + len + LINK_SIV, out + LINK_PREFIX);
 	return 0;
 }
 
@@ -93,14 +93,16 @@ int fs_symlink_decrypt(struct sekeyfs *fs, const char *stored, char *out, size_t
 	size_t slen = strlen(stored);
 	uint32_t key;
 	struct cube *c;
+	size_t got;
 	long n;
 	int rc;
 
 	if (slen < LINK_PREFIX || parse_key(stored, &key) != 0)
 		goto bad;
-	n = fs_b64_decode(stored + LINK_PREFIX, slen - LINK_PREFIX, ct, sizeof(ct));
-	if (n < LINK_RAND + LINK_SIV)
+	if (sefile_b64_decode(stored + LINK_PREFIX, slen - LINK_PREFIX, ct, sizeof(ct), &got) != 0 ||
+	    got < LINK_RAND + LINK_SIV)
 		goto bad;
+	n = (long)got;
 	c = sefile_cube_get(fs->pool);
 	rc = cube_siv_decrypt(c, key, (const uint8_t *)LINK_AD, sizeof(LINK_AD) - 1, ct,
 			      (size_t)n, pt);

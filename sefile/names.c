@@ -18,12 +18,12 @@
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Encoded length of n bytes, unpadded. */
-static size_t b64_len(size_t n)
+size_t sefile_b64_len(size_t n)
 {
 	return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
 }
 
-static void b64_encode(const uint8_t *in, size_t n, char *out)
+void sefile_b64_encode(const uint8_t *in, size_t n, char *out)
 {
 	size_t i, o = 0;
 
@@ -67,7 +67,7 @@ static int b64_value(char c)
 
 /* Strict decode: alphabet only, no padding, canonical (unused low bits
  * zero), so every name has exactly one encoding.  -1 if not. */
-static int b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen)
+int sefile_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen)
 {
 	uint32_t acc = 0;
 	size_t i, o = 0;
@@ -110,7 +110,7 @@ static int long_name_of(const char *full, char *out)
 	if (EVP_Digest(full, strlen(full), h, &hl, EVP_sha256(), NULL) != 1 || hl != sizeof(h))
 		return seterr(SEFILE_ENOMEM, "name: SHA-256 failed");
 	memcpy(out, SEFILE_LONGNAME_PREFIX, sizeof(SEFILE_LONGNAME_PREFIX) - 1);
-	b64_encode(h, sizeof(h), out + sizeof(SEFILE_LONGNAME_PREFIX) - 1);
+	sefile_b64_encode(h, sizeof(h), out + sizeof(SEFILE_LONGNAME_PREFIX) - 1);
 	return SEFILE_OK;
 }
 
@@ -145,11 +145,11 @@ int sefile_name_encrypt(struct sefile_cube *pool, uint32_t key_id,
 	sefile_cube_put(pool, c);
 	if (rc != SEFILE_OK)
 		return rc == SEFILE_EINTEGRITY ? SEFILE_ECUBE : rc;
-	b64_encode(ct, len + SIV_LEN, enc);
-	if (b64_len(len + SIV_LEN) <= SEFILE_ENCNAME_MAX) {
-		if (out_cap < b64_len(len + SIV_LEN) + 1)
+	sefile_b64_encode(ct, len + SIV_LEN, enc);
+	if (sefile_b64_len(len + SIV_LEN) <= SEFILE_ENCNAME_MAX) {
+		if (out_cap < sefile_b64_len(len + SIV_LEN) + 1)
 			return seterr(SEFILE_EINVAL, "name: output buffer too small");
-		memcpy(out, enc, b64_len(len + SIV_LEN) + 1);
+		memcpy(out, enc, sefile_b64_len(len + SIV_LEN) + 1);
 		return SEFILE_OK;
 	}
 	if (out_cap < HASHNAME_LEN + 1 || !full || full_cap < strlen(enc) + 1)
@@ -177,7 +177,7 @@ int sefile_name_decrypt(struct sefile_cube *pool, uint32_t key_id,
 		return seterr(SEFILE_EINVAL, "name: bad arguments");
 	elen = strnlen(enc, SEFILE_ENCNAME_FULL_MAX + 1);
 	if (elen > SEFILE_ENCNAME_FULL_MAX ||
-	    b64_decode(enc, elen, ct, sizeof(ct), &ctlen) != 0 || ctlen <= SIV_LEN)
+	    sefile_b64_decode(enc, elen, ct, sizeof(ct), &ctlen) != 0 || ctlen <= SIV_LEN)
 		return seterr(SEFILE_EINTEGRITY, "name \"%.64s\": not an encrypted name", enc);
 	ptlen = ctlen - SIV_LEN;
 	c = sefile_cube_get(pool);

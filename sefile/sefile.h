@@ -163,6 +163,13 @@ int sefile_name_long_matches(const char *backing_name, const char *full);
 /* Largest encoding a side file holds (without the NUL). */
 #define SEFILE_ENCNAME_FULL_MAX 362
 
+/* base64url without padding (RFC 4648 section 5), the encoding of every
+ * name sefile and the mount store.  Decoding is strict (alphabet only,
+ * canonical trailing bits), so one value has one encoding: -1 otherwise. */
+size_t sefile_b64_len(size_t n);                               /* chars for n bytes */
+void sefile_b64_encode(const uint8_t *in, size_t n, char *out); /* out: len + 1, NUL-ended */
+int sefile_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen);
+
 const char *sefile_strerror(int err);
 /* Message of the last error on this thread. */
 const char *sefile_errmsg(void);
