@@ -56,6 +56,12 @@ static void group_from_row(sqlite3_stmt *st, struct kms_group *g)
 	g->n_keys = (uint32_t)sqlite3_column_int64(st, 8);
 }
 
+/* group_from_row for kms_collect */
+static void group_row(sqlite3_stmt *st, void *rec)
+{
+	group_from_row(st, rec);
+}
+
 int kms_group_load(struct kms *k, uint32_t group_id, struct kms_group *g)
 {
 	sqlite3_stmt *st;
@@ -332,37 +338,14 @@ int kms_group_by_name(struct kms *k, const char *name, uint32_t *id)
 
 int kms_group_list(struct kms *k, struct kms_group **out, size_t *n)
 {
-	struct kms_group *v = NULL, *nv;
-	size_t cnt = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc = kms_stmt(k, ST_GROUP_ALL, &st);
-	int step = SQLITE_DONE;
 
 	*out = NULL;
 	*n = 0;
-	while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = kms_fail(k, KMS_ENOMEM, "group list");
-				break;
-			}
-			v = nv;
-		}
-		group_from_row(st, &v[cnt++]);
-	}
-	if (!rc && step != SQLITE_DONE)
-		rc = kms_db_fail(k, "group list");
-	if (st)
-		sqlite3_reset(st);
-	if (rc || cnt == 0) {
-		free(v);
+	if (rc)
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return KMS_OK;
+	return kms_collect(k, st, sizeof(**out), group_row, "group list", (void **)out, n);
 }
 
 int kms_group_members(struct kms *k, uint32_t group_id, uint32_t **ids, size_t *n)

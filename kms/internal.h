@@ -159,6 +159,11 @@ int kms_count(struct kms *k, enum kms_stmt_id id, int64_t *out, const char *fmt,
 int kms_exec(struct kms *k, const char *sql);
 /* Bind and collect integer column 0 of every row; *ids malloc'ed. */
 int kms_ids(struct kms *k, enum kms_stmt_id id, uint32_t **ids, size_t *n, const char *fmt, ...);
+/* Step st (prepared and bound) to the end, filling a new array of elem-byte
+ * records with from_row; *out is NULL when there is no row.  Resets st. */
+typedef void (*kms_row_fn)(sqlite3_stmt *st, void *rec);
+int kms_collect(struct kms *k, sqlite3_stmt *st, size_t elem, kms_row_fn from_row,
+		const char *what, void **out, size_t *n);
 
 /* sql.c: a change.  begin checks the role and opens a savepoint; end
  * writes the audit record, destroys queued cube keys and commits when rc

@@ -32,6 +32,12 @@ static void key_from_row(sqlite3_stmt *st, struct kms_key *key)
 	key->destroyed = sqlite3_column_int64(st, 14);
 }
 
+/* key_from_row for kms_collect */
+static void key_row(sqlite3_stmt *st, void *rec)
+{
+	key_from_row(st, rec);
+}
+
 int kms_key_load(struct kms *k, uint32_t key_id, struct kms_key *key)
 {
 	sqlite3_stmt *st;
@@ -124,37 +130,14 @@ int kms_key_info(struct kms *k, uint32_t key_id, struct kms_key *out)
 
 int kms_key_list(struct kms *k, uint32_t group_id, struct kms_key **out, size_t *n)
 {
-	struct kms_key *v = NULL, *nv;
-	size_t cnt = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc = kms_stmt(k, group_id ? ST_KEY_OF_GROUP : ST_KEY_ALL, &st);
-	int step = SQLITE_DONE;
 
 	*out = NULL;
 	*n = 0;
-	if (!rc && group_id)
-		rc = kms_bind(k, st, "u", group_id);
-	while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = kms_fail(k, KMS_ENOMEM, "key list");
-				break;
-			}
-			v = nv;
-		}
-		key_from_row(st, &v[cnt++]);
-	}
-	if (!rc && step != SQLITE_DONE)
-		rc = kms_db_fail(k, "key list");
-	if (st)
+	if (!rc && group_id && (rc = kms_bind(k, st, "u", group_id)) != 0)
 		sqlite3_reset(st);
-	if (rc || cnt == 0) {
-		free(v);
+	if (rc)
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return KMS_OK;
+	return kms_collect(k, st, sizeof(**out), key_row, "key list", (void **)out, n);
 }

@@ -371,3 +371,36 @@ int kms_change_end(struct kms *k, int rc, const char *op, const char *detail)
 	k->msg[0] = '\0';
 	return KMS_OK;
 }
+
+int kms_collect(struct kms *k, sqlite3_stmt *st, size_t elem, kms_row_fn from_row,
+		const char *what, void **out, size_t *n)
+{
+	unsigned char *v = NULL, *nv;
+	size_t cnt = 0, cap = 0;
+	int rc = KMS_OK, step;
+
+	*out = NULL;
+	*n = 0;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * elem);
+			if (!nv) {
+				rc = kms_fail(k, KMS_ENOMEM, "%s", what);
+				break;
+			}
+			v = nv;
+		}
+		from_row(st, v + cnt++ * elem);
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = kms_db_fail(k, what);
+	sqlite3_reset(st);
+	if (rc || cnt == 0) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = cnt;
+	return KMS_OK;
+}

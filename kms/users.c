@@ -61,6 +61,12 @@ static void user_from_row(sqlite3_stmt *st, struct kms_user *u)
 	u->n_groups = (uint32_t)sqlite3_column_int64(st, 6);
 }
 
+/* user_from_row for kms_collect */
+static void user_row(sqlite3_stmt *st, void *rec)
+{
+	user_from_row(st, rec);
+}
+
 int kms_add_user(struct kms *k, const char *name, const uint8_t *serial, uint32_t *id)
 {
 	char detail[128];
@@ -189,37 +195,14 @@ int kms_user_by_name(struct kms *k, const char *name, uint32_t *id)
 
 int kms_user_list(struct kms *k, struct kms_user **out, size_t *n)
 {
-	struct kms_user *v = NULL, *nv;
-	size_t cnt = 0, cap = 0;
 	sqlite3_stmt *st;
 	int rc = kms_stmt(k, ST_USER_ALL, &st);
-	int step = SQLITE_DONE;
 
 	*out = NULL;
 	*n = 0;
-	while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = kms_fail(k, KMS_ENOMEM, "user list");
-				break;
-			}
-			v = nv;
-		}
-		user_from_row(st, &v[cnt++]);
-	}
-	if (!rc && step != SQLITE_DONE)
-		rc = kms_db_fail(k, "user list");
-	if (st)
-		sqlite3_reset(st);
-	if (rc || cnt == 0) {
-		free(v);
+	if (rc)
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return KMS_OK;
+	return kms_collect(k, st, sizeof(**out), user_row, "user list", (void **)out, n);
 }
 
 int kms_user_groups(struct kms *k, uint32_t user_id, uint32_t **ids, size_t *n)
