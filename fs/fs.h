@@ -36,6 +36,8 @@ struct sekeyfs_config {
 	double timeout;        /* entry and attribute cache seconds (default 1.0) */
 	int writeback;         /* let the kernel cache and merge writes
 	                        * (FUSE writeback cache; see docs/MOUNT.md) */
+	int hide_control;      /* leave /.sekey/ out of the root's listing
+	                        * (it can still be looked up) */
 };
 
 struct sekeyfs;
@@ -73,16 +75,23 @@ struct sekeyfs_kms;
  * start the KMS and apply the pending updates of updates_dir.  A refused
  * sync is reported in err and logged but not fatal when the database
  * already had this user's view (the mount still decrypts); fatal when the
- * user is not provisioned.  0 or -errno with err set. */
+ * user is not provisioned.  With admin, log in as administrator and open
+ * the admin's KMS (sekey.db, made by `sekey init`) instead: changes made
+ * through it write their updates into updates_dir.  The PIN is kept in
+ * locked memory to reopen everything when the cube comes back after going
+ * away.  0 or -errno with err set. */
 int sekeyfs_kms_open(struct sekeyfs_kms **out, const char *spec, const char *pin,
-		     const char *updates_dir, char *err, size_t err_cap);
+		     const char *updates_dir, int admin, char *err, size_t err_cap);
 void sekeyfs_kms_close(struct sekeyfs_kms *k);
 /* The user's name (never NULL). */
 const char *sekeyfs_kms_user(const struct sekeyfs_kms *k);
 /* Use k for key choice in fs (k outlives fs). */
 void sekeyfs_use_kms(struct sekeyfs *fs, struct sekeyfs_kms *k);
-/* A thread running kms_sync every interval seconds (0: none) until
- * sekeyfs_kms_poll_stop; logs through fs.  Start it after daemonizing. */
+/* A thread applying new update files as they arrive (inotify on the
+ * user's update folder) and every interval seconds anyway (0: never; for
+ * network folders inotify does not see), and reopening the KMS when the
+ * cube comes back, until sekeyfs_kms_poll_stop; logs through fs.  Start it
+ * after daemonizing.  Nothing to do on the admin's mount. */
 int sekeyfs_kms_poll_start(struct sekeyfs_kms *k, struct sekeyfs *fs, unsigned interval);
 void sekeyfs_kms_poll_stop(struct sekeyfs_kms *k);
 

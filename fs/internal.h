@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "../kms/kms.h"
 #include "fs.h"
 
 /* ---- directory header (dir.c), the content of SEKEYFS_DIRHDR_NAME ----
@@ -116,6 +117,8 @@ struct sekeyfs {
 	size_t nbuckets;
 	size_t ninodes;
 	struct sekeyfs_kms *kms;    /* the user's SEkey (not owned); NULL: single key */
+	pthread_mutex_t ctl_mu;     /* guards ctl_last_error (leaf) */
+	char ctl_last_error[512];   /* /.sekey/last_error: the last refused change */
 };
 
 /* An open file (fi->fh). */
@@ -161,6 +164,10 @@ void fs_fix_size(struct sekeyfs *fs, struct fs_inode *ino, struct stat *st);
 
 /* ---- dir.c ---- */
 int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out);
+/* Decode the plaintext of a header file (in, len bytes) into *h (zeroed
+ * first): 0, or -EIO with why[cap] saying what is wrong.  Never trusts a
+ * length inside; fuzzed by fuzz/fuzz_fs_dirhdr.c. */
+int fs_dirhdr_decode(const uint8_t *in, size_t len, struct fs_dirhdr *h, char *why, size_t cap);
 /* Read and authenticate the header of the backing directory dirfd. */
 int fs_dirhdr_read_fd(struct sekeyfs *fs, int dirfd, struct fs_dirhdr *out);
 /* Forget the cached header of dir (after it was replaced). */
@@ -249,6 +256,49 @@ int fs_symlink_decrypt(struct sekeyfs *fs, const char *stored, char *out, size_t
 /* Plaintext length of a stored target of len bytes. */
 uint64_t fs_symlink_plain_len(uint64_t stored_len);
 
+/* ---- the KMS connection (kmsconn.c) ---- */
+struct sekeyfs_kms {
+	pthread_mutex_t mu;         /* serialises every use of the fields below (leaf lock) */
+	struct cube *cube;          /* a connection of its own, logged in as user (admin) */
+	struct sefile_cube *pool;   /* wraps cube for the secure database */
+	struct sdb_vfs *vfs;
+	sqlite3 *db;
+	struct kms *k;              /* NULL while the cube is away */
+	int admin;                  /* the administrator's KMS (--admin) */
+	int down;                   /* a call saw the cube fail: reopen before the next */
+	int down_logged;
+	int64_t last_reconnect;
+	int64_t data_version;       /* PRAGMA data_version last seen (0: none yet) */
+	int64_t version_checked;    /* when (seconds) */
+	char *spec, *updates;
+	char *pin;                  /* locked memory, for reopening */
+	size_t pin_cap;
+	int pin_locked;
+	uint8_t serial[WIRE_SERIAL_LEN];
+	uint32_t user_id;           /* 0 on the admin's mount */
+	char user[KMS_NAME_MAX + 1];/* "admin" on the admin's mount */
+	/* what the last sync did (the control tree's status file) */
+	int64_t last_sync, last_applied;
+	int last_sync_rc;
+	char last_sync_msg[256];
+	uint64_t n_applied;
+	/* the update watcher */
+	pthread_t th;
+	int have_th;
+	int wake[2];                /* a byte in wake[1] stops it */
+	int ino_fd, ino_root, ino_user;
+	unsigned interval;
+	struct sekeyfs *fs;
+};
+/* The mount's KMS, locked (k->mu), reopened first if the cube had gone
+ * away: 0 and *out, -ENOKEY (no KMS on this mount) or -EIO (the cube is
+ * still away).  Every 0 is paired with fs_kms_unlock, given the KMS_* code
+ * of the last call made (so a cube failure is noticed). */
+int fs_kms_lock(struct sekeyfs *fs, struct kms **out);
+void fs_kms_unlock(struct sekeyfs *fs, int kms_rc);
+/* Apply pending updates now (a user's mount); KMS_* code or -errno. */
+int fs_kms_sync_now(struct sekeyfs *fs, struct kms_sync_report *rep);
+
 /* ---- key choice (sharing.c) ---- */
 /* The key for new contents and names in the directory of header parent:
  * without recipients the mount's --key or the header's key; with them,
@@ -282,6 +332,42 @@ int fs_dir_migrate(struct sekeyfs *fs, int dfd, struct fs_dirhdr *h, uint32_t ne
 int fs_rcpt_refresh(struct sekeyfs *fs, struct fs_inode *dir, uint32_t key);
 /* Log a warning if key_id is compromised (decryption still allowed). */
 void fs_key_warn(struct sekeyfs *fs, uint32_t key_id, const char *what);
+
+/* Count the regular files of the share that `sekeyfs --rekey` would
+ * re-encrypt (in directories whose key this mount can name).  0 or -errno. */
+int fs_stale_count(struct sekeyfs *fs, unsigned *n);
+
+/* ---- control.c: the /.sekey/ tree (docs/CONTROL.md) ----
+ * Its nodes have inode numbers of their own (fs_ctl_owns); ops.c sends
+ * every operation on them here, and lookups of ".sekey" in the root. */
+int fs_ctl_owns(fuse_ino_t ino);
+int fs_ctl_is_root_name(fuse_ino_t parent, const char *name);
+uint64_t fs_ctl_root_ino(void);
+const char *fs_ctl_dir_name(void);
+/* 1 and the stat of /.sekey if the root's listing shows it, else 0. */
+int fs_ctl_root_dirent(struct sekeyfs *fs, struct stat *st);
+/* Lookups in the tree, and of ".sekey" in the root (parent not ours). */
+void fs_ctl_lookup(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const char *name);
+void fs_ctl_getattr(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t ino);
+void fs_ctl_setattr(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t ino, struct stat *attr,
+		    int to_set);
+void fs_ctl_open(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_ctl_read(fuse_req_t req, struct sekeyfs *fs, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi);
+/* Frees an open file's or directory's handle. */
+void fs_ctl_release(fuse_req_t req, struct fuse_file_info *fi);
+void fs_ctl_opendir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_ctl_readdir(fuse_req_t req, struct sekeyfs *fs, size_t size, off_t off,
+		    struct fuse_file_info *fi, int plus);
+/* mkdir and rmdir in the tree, and of ".sekey" in the root (EEXIST, EPERM). */
+void fs_ctl_mkdir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const char *name);
+void fs_ctl_rmdir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const char *name);
+/* Any other change: EPERM (logged, in last_error) in the tree; on the
+ * name ".sekey" in the root, err_on_root_name. */
+void fs_ctl_refuse(fuse_req_t req, struct sekeyfs *fs, const char *op, fuse_ino_t parent,
+		   const char *name, int err_on_root_name);
 
 /* ---- ops: the operations, one group per file ---- */
 void fs_op_init(void *userdata, struct fuse_conn_info *conn);
@@ -329,5 +415,10 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+/* Re-encrypt the file dirfd/bname under new_key (sefile_rekey) with its
+ * xattrs moved over before the rename: returns a SEFILE code. */
+int fs_xattr_rekey(struct sekeyfs *fs, int dirfd, const char *bname, uint32_t new_key);
+/* Re-seal the xattrs of the directory dirfd under its header h's name key (in place). 0 or -errno. */
+int fs_xattr_reseal_dir(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h);
 
 #endif

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 	}
 	/* The user's SEkey, with the pending updates applied before serving. */
 	if (a.updates) {
-		rc = sekeyfs_kms_open(&a.kms, a.device, pin, a.updates, err, sizeof(err));
+		rc = sekeyfs_kms_open(&a.kms, a.device, pin, a.updates, a.admin, err, sizeof(err));
 		if (rc || err[0])
 			fprintf(stderr, "sekeyfs: SEkey: %s\n", err);
 		if (rc) {

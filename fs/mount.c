@@ -39,6 +39,8 @@ static const struct fuse_opt sekeyfs_opts[] = {
 	OPT("writeback", cfg.writeback, 1),
 	OPT("--timeout %lf", cfg.timeout, 0),
 	OPT("timeout=%lf", cfg.timeout, 0),
+	OPT("--hide-control", cfg.hide_control, 1),
+	OPT("hide_control", cfg.hide_control, 1),
 	OPT("--admin", admin, 1),
 	OPT("admin", admin, 1),
 	OPT("--init", init, 1),
@@ -65,25 +67,30 @@ void sekeyfs_usage(const char *prog)
 	       "       %s --rekey --updates DIR [options] BACKING [SUBDIR]\n\n"
 	       "Mount the encrypted share BACKING on MOUNTPOINT; every key stays in the cube.\n\n"
 	       "sekeyfs options (also as -o device=DIR,key=ID,pin_file=F,pin_fd=N,admin,\n"
-	       "connections=N,timeout=S,writeback,updates=DIR,sync_interval=S):\n"
+	       "connections=N,timeout=S,writeback,updates=DIR,sync_interval=S,\n"
+	       "hide_control):\n"
 	       "    --device DIR        the cube (emulated cube directory, or usb:SERIAL)\n"
 	       "    --pin-file F        read the PIN from the first line of F\n"
 	       "    --pin-fd N          read the PIN from file descriptor N\n"
 	       "                        (else it is asked on the terminal, without echo)\n"
 	       "    --key ID            key for new files (default: the share's root key)\n"
-	       "    --admin             log in to the cube as administrator\n"
+	       "    --admin             log in to the cube as administrator; with --updates,\n"
+	       "                        the admin's KMS: SEkey changes through /.sekey/\n"
 	       "    --connections N     cube connections for parallel crypto (default 4)\n"
 	       "    --timeout SECONDS   entry and attribute cache time (default 1): how\n"
 	       "                        soon another mount's changes are seen\n"
 	       "    --writeback         kernel write-back cache: small writes merged into\n"
 	       "                        large ones (one mount per BACKING only)\n"
 	       "    --init              initialise the empty directory BACKING as a share\n"
-	       "    --updates DIR       SEkey: apply the updates in DIR (on start, then every\n"
-	       "                        --sync-interval seconds, default 5, 0 = only on start);\n"
+	       "    --updates DIR       SEkey: apply the updates in DIR (on start, as they\n"
+	       "                        arrive, and every --sync-interval seconds, default 5,\n"
+	       "                        0 = only on start);\n"
 	       "                        directories with recipients get their keys from SEkey\n"
 	       "    --recipients A,B    with --init: the root's recipients (you are added)\n"
 	       "    --group G           with --init: the root's recipients are group G\n"
 	       "                        (neither: the share is yours alone)\n"
+	       "    --hide-control      leave /.sekey/ (the control tree) out of the root's\n"
+	       "                        listing; it can still be opened by name\n"
 	       "    --rekey             re-encrypt every stale file under BACKING[/SUBDIR]\n"
 	       "                        (a key that is no longer its directory's), then exit\n\n",
 	       prog, prog, prog, prog);

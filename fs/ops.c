@@ -65,46 +65,106 @@ static void fs_op_destroy(void *userdata)
  * cube pool is never swapped under it, and one that saw the cube fail may
  * reconnect on its way out.  The userdata is read before the operation,
  * which frees req with its reply. */
-#define GUARDED(op, params, args)                                      \
+/* The control tree /.sekey/ (control.c) takes the operation when to_ctl
+ * holds: on its own nodes, and on its name in the root. */
+#define GUARDED_CTL(op, params, args, to_ctl, ctl)                     \
 	static void guarded_##op(fuse_req_t req, params)               \
 	{                                                              \
 		struct sekeyfs *fs = fuse_req_userdata(req);           \
 		fs_guard_enter(fs);                                    \
-		fs_op_##op(req, args);                                 \
+		if (to_ctl)                                            \
+			ctl;                                           \
+		else                                                   \
+			fs_op_##op(req, args);                         \
 		fs_guard_leave(fs);                                    \
 	}
 #define P(...) __VA_ARGS__
-GUARDED(lookup, P(fuse_ino_t parent, const char *name), P(parent, name))
-GUARDED(forget, P(fuse_ino_t ino, uint64_t nlookup), P(ino, nlookup))
-GUARDED(forget_multi, P(size_t count, struct fuse_forget_data *forgets), P(count, forgets))
-GUARDED(getattr, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(setattr, P(fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi), P(ino, attr, to_set, fi))
-GUARDED(readlink, P(fuse_ino_t ino), P(ino))
-GUARDED(mknod, P(fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev), P(parent, name, mode, rdev))
-GUARDED(mkdir, P(fuse_ino_t parent, const char *name, mode_t mode), P(parent, name, mode))
-GUARDED(unlink, P(fuse_ino_t parent, const char *name), P(parent, name))
-GUARDED(rmdir, P(fuse_ino_t parent, const char *name), P(parent, name))
-GUARDED(symlink, P(const char *link, fuse_ino_t parent, const char *name), P(link, parent, name))
-GUARDED(rename, P(fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags), P(parent, name, newparent, newname, flags))
-GUARDED(link, P(fuse_ino_t ino, fuse_ino_t parent, const char *name), P(ino, parent, name))
-GUARDED(open, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(read, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
-GUARDED(write, P(fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi), P(ino, buf, size, off, fi))
-GUARDED(flush, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(release, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(fsync, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi))
-GUARDED(opendir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(readdir, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
-GUARDED(readdirplus, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi))
-GUARDED(releasedir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi))
-GUARDED(fsyncdir, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi))
-GUARDED(statfs, P(fuse_ino_t ino), P(ino))
-GUARDED(setxattr, P(fuse_ino_t ino, const char *name, const char *value, size_t size, int flags), P(ino, name, value, size, flags))
-GUARDED(getxattr, P(fuse_ino_t ino, const char *name, size_t size), P(ino, name, size))
-GUARDED(listxattr, P(fuse_ino_t ino, size_t size), P(ino, size))
-GUARDED(removexattr, P(fuse_ino_t ino, const char *name), P(ino, name))
-GUARDED(create, P(fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi), P(parent, name, mode, fi))
-GUARDED(fallocate, P(fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi), P(ino, mode, offset, length, fi))
+#define CTL_NAME(parent, name) (fs_ctl_owns(parent) || fs_ctl_is_root_name(parent, name))
+
+/* Control nodes are not counted: forgetting one is nothing to do. */
+static void forget_multi_real(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < count; i++)
+		if (!fs_ctl_owns(forgets[i].ino))
+			forgets[n++] = forgets[i];
+	fs_op_forget_multi(req, n, forgets);
+}
+
+static void ctl_listxattr(fuse_req_t req, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+GUARDED_CTL(lookup, P(fuse_ino_t parent, const char *name), P(parent, name),
+	    CTL_NAME(parent, name), fs_ctl_lookup(req, fs, parent, name))
+GUARDED_CTL(forget, P(fuse_ino_t ino, uint64_t nlookup), P(ino, nlookup),
+	    fs_ctl_owns(ino), fuse_reply_none(req))
+GUARDED_CTL(forget_multi, P(size_t count, struct fuse_forget_data *forgets), P(count, forgets),
+	    1, forget_multi_real(req, count, forgets))
+GUARDED_CTL(getattr, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fs_ctl_getattr(req, fs, ino))
+GUARDED_CTL(setattr, P(fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi), P(ino, attr, to_set, fi),
+	    fs_ctl_owns(ino), fs_ctl_setattr(req, fs, ino, attr, to_set))
+GUARDED_CTL(readlink, P(fuse_ino_t ino), P(ino),
+	    fs_ctl_owns(ino), fuse_reply_err(req, EINVAL))
+GUARDED_CTL(mknod, P(fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev), P(parent, name, mode, rdev),
+	    CTL_NAME(parent, name), fs_ctl_refuse(req, fs, "mknod", parent, name, EEXIST))
+GUARDED_CTL(mkdir, P(fuse_ino_t parent, const char *name, mode_t mode), P(parent, name, mode),
+	    CTL_NAME(parent, name), fs_ctl_mkdir(req, fs, parent, name))
+GUARDED_CTL(unlink, P(fuse_ino_t parent, const char *name), P(parent, name),
+	    CTL_NAME(parent, name), fs_ctl_refuse(req, fs, "unlink", parent, name, EPERM))
+GUARDED_CTL(rmdir, P(fuse_ino_t parent, const char *name), P(parent, name),
+	    CTL_NAME(parent, name), fs_ctl_rmdir(req, fs, parent, name))
+GUARDED_CTL(symlink, P(const char *link, fuse_ino_t parent, const char *name), P(link, parent, name),
+	    CTL_NAME(parent, name), fs_ctl_refuse(req, fs, "symlink", parent, name, EEXIST))
+GUARDED_CTL(rename, P(fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags), P(parent, name, newparent, newname, flags),
+	    CTL_NAME(parent, name) || CTL_NAME(newparent, newname),
+	    fs_ctl_refuse(req, fs, "rename", parent, name, EPERM))
+GUARDED_CTL(link, P(fuse_ino_t ino, fuse_ino_t parent, const char *name), P(ino, parent, name),
+	    fs_ctl_owns(ino) || CTL_NAME(parent, name),
+	    fs_ctl_owns(ino) ? (void)fuse_reply_err(req, EXDEV)
+			     : fs_ctl_refuse(req, fs, "link", parent, name, EEXIST))
+GUARDED_CTL(open, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fs_ctl_open(req, fs, ino, fi))
+GUARDED_CTL(read, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi),
+	    fs_ctl_owns(ino), fs_ctl_read(req, fs, size, off, fi))
+GUARDED_CTL(write, P(fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi), P(ino, buf, size, off, fi),
+	    fs_ctl_owns(ino), fs_ctl_write(req, fs, buf, size, off, fi))
+GUARDED_CTL(flush, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fuse_reply_err(req, 0))
+GUARDED_CTL(release, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fs_ctl_release(req, fi))
+GUARDED_CTL(fsync, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi),
+	    fs_ctl_owns(ino), fuse_reply_err(req, 0))
+GUARDED_CTL(opendir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fs_ctl_opendir(req, fs, ino, fi))
+GUARDED_CTL(readdir, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi),
+	    fs_ctl_owns(ino), fs_ctl_readdir(req, fs, size, off, fi, 0))
+GUARDED_CTL(readdirplus, P(fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), P(ino, size, off, fi),
+	    fs_ctl_owns(ino), fs_ctl_readdir(req, fs, size, off, fi, 1))
+GUARDED_CTL(releasedir, P(fuse_ino_t ino, struct fuse_file_info *fi), P(ino, fi),
+	    fs_ctl_owns(ino), fs_ctl_release(req, fi))
+GUARDED_CTL(fsyncdir, P(fuse_ino_t ino, int datasync, struct fuse_file_info *fi), P(ino, datasync, fi),
+	    fs_ctl_owns(ino), fuse_reply_err(req, 0))
+GUARDED_CTL(statfs, P(fuse_ino_t ino), P(ino),
+	    fs_ctl_owns(ino), fs_op_statfs(req, FUSE_ROOT_ID))
+GUARDED_CTL(setxattr, P(fuse_ino_t ino, const char *name, const char *value, size_t size, int flags), P(ino, name, value, size, flags),
+	    fs_ctl_owns(ino), fuse_reply_err(req, EPERM))
+GUARDED_CTL(getxattr, P(fuse_ino_t ino, const char *name, size_t size), P(ino, name, size),
+	    fs_ctl_owns(ino), fuse_reply_err(req, ENODATA))
+GUARDED_CTL(listxattr, P(fuse_ino_t ino, size_t size), P(ino, size),
+	    fs_ctl_owns(ino), ctl_listxattr(req, size))
+GUARDED_CTL(removexattr, P(fuse_ino_t ino, const char *name), P(ino, name),
+	    fs_ctl_owns(ino), fuse_reply_err(req, EPERM))
+GUARDED_CTL(create, P(fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi), P(parent, name, mode, fi),
+	    CTL_NAME(parent, name), fs_ctl_refuse(req, fs, "create", parent, name, EEXIST))
+GUARDED_CTL(fallocate, P(fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi), P(ino, mode, offset, length, fi),
+	    fs_ctl_owns(ino), fuse_reply_err(req, EOPNOTSUPP))
 
 static const struct fuse_lowlevel_ops sekeyfs_ops = {
 	.init = fs_op_init,
@@ -178,7 +238,7 @@ int sekeyfs_new(struct sekeyfs **out, struct sefile_cube *pool, int backing_fd,
 	}
 	fs->pool = pool;
 	fs->cfg = *cfg;
-	if (init_pool_lock(&fs->pool_lock) != 0) {
+	if (init_pool_lock(&fs->pool_lock) != 0 || pthread_mutex_init(&fs->ctl_mu, NULL) != 0) {
 		close(backing_fd);
 		free(fs);
 		return snprintf(err, err_cap, "out of memory"), -ENOMEM;
@@ -237,6 +297,7 @@ void sekeyfs_free(struct sekeyfs *fs)
 	if (owned)
 		sefile_cube_close(owned);
 	pthread_rwlock_destroy(&fs->pool_lock);
+	pthread_mutex_destroy(&fs->ctl_mu);
 	free(fs);
 }
 

@@ -1,6 +1,7 @@
 /*
  * readdir.c - listing a directory: the backing entries with their names
- * decrypted under the directory's header.  The header, temporary names
+ * decrypted under the directory's header; in the root, the control tree
+ * /.sekey/ in the place of the header file.  The header, temporary names
  * and long-name side files are not entries; a name that does not decrypt
  * (tampered, moved from another directory, another key) is skipped and
  * logged, never shown garbled.  Offsets are the backing directory's own
@@ -81,6 +82,21 @@ static size_t add_entry(fuse_req_t req, struct sekeyfs *fs, struct fs_inode *dir
 	return used;
 }
 
+/* The entry of /.sekey/ (control.c), or nothing (0) with -o hide_control. */
+static size_t add_control_entry(fuse_req_t req, struct sekeyfs *fs, int plus, char *buf,
+				size_t room, off_t next)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	if (!fs_ctl_root_dirent(fs, &e.attr))
+		return 0;
+	if (!plus)
+		return fuse_add_direntry(req, buf, room, fs_ctl_dir_name(), &e.attr, next);
+	e.ino = fs_ctl_root_ino();
+	return fuse_add_direntry_plus(req, buf, room, fs_ctl_dir_name(), &e, next);
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
@@ -111,6 +127,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 		}
 		shown = d->entry->d_name;
+		if (dir == &fs->root && !strcmp(shown, SEKEYFS_DIRHDR_NAME)) {
+			/* /.sekey/ is listed in the place of the root's header. */
+			used = add_control_entry(req, fs, plus, buf + pos, size - pos,
+						 d->entry->d_off);
+			if (used > size - pos)
+				break;
+			pos += used;
+			d->offset = d->entry->d_off;
+			d->entry = NULL;
+			continue;
+		}
 		if (strcmp(shown, ".") && strcmp(shown, "..")) {
 			rc = fs_name_decrypt(fs, dirfd(d->dp), &d->hdr, d->entry->d_name, name,
 					     sizeof(name));

@@ -66,7 +66,7 @@ int sekeyfs_rekey_run(const struct sekeyfs_rekey_job *job, const char *pin)
 		sefile_cube_close(pool);
 		return 4;
 	}
-	rc = sekeyfs_kms_open(&k, job->device, pin, job->updates, err, sizeof(err));
+	rc = sekeyfs_kms_open(&k, job->device, pin, job->updates, job->admin, err, sizeof(err));
 	if (rc || err[0])
 		fprintf(stderr, "%s: SEkey: %s\n", job->prog, err);
 	if (rc) {

@@ -1,8 +1,6 @@
 /*
- * sharing.c - directories shared through SEkey: the mounting user's KMS
- * (their secure database in their cube's SD folder, synced from the
- * updates folder on start and every few seconds while mounted), the key a
- * directory's recipients get (find_key v3 for users plus the creator, v2
+ * sharing.c - directories shared through SEkey (the KMS connection itself
+ * is kmsconn.c): the key a directory's recipients get (find_key v3 for users plus the creator, v2
  * for a group; no usable key is ENOKEY, never a wider group), the
  * recipients xattrs (user.sekey.recipients, user.sekey.group), a share
  * initialised with recipients, and the re-encryption of stale files.
@@ -17,194 +15,9 @@
 #include <unistd.h>
 
 #include "../kms/kms.h"
-#include "../sefile/sdb.h"
 #include "internal.h"
 
-#define USER_DB "sekey-user.db"
 #define RCPT_USERS_MAX 64
-
-struct sekeyfs_kms {
-	pthread_mutex_t mu;         /* serialises every use of k, db, cube (leaf lock) */
-	struct cube *cube;          /* a connection of its own, logged in as user */
-	struct sefile_cube *pool;   /* wraps cube for the secure database */
-	struct sdb_vfs *vfs;
-	sqlite3 *db;
-	struct kms *k;
-	char *updates;
-	uint32_t user_id;
-	char user[KMS_NAME_MAX + 1];
-
-	/* the update poller */
-	pthread_t th;
-	int have_th;
-	pthread_mutex_t stop_mu;
-	pthread_cond_t stop_cv;
-	int stop;
-	unsigned interval;
-	struct sekeyfs *fs;
-};
-
-/* ---- opening the user's KMS ---- */
-
-void sekeyfs_kms_close(struct sekeyfs_kms *k)
-{
-	if (!k)
-		return;
-	sekeyfs_kms_poll_stop(k);
-	if (k->k)
-		kms_close(k->k);
-	if (k->db)
-		sqlite3_close(k->db);
-	if (k->vfs)
-		sdb_vfs_unregister(k->vfs);
-	if (k->pool)
-		sefile_cube_close(k->pool);
-	if (k->cube)
-		cube_close(k->cube);
-	free(k->updates);
-	pthread_mutex_destroy(&k->mu);
-	pthread_mutex_destroy(&k->stop_mu);
-	pthread_cond_destroy(&k->stop_cv);
-	free(k);
-}
-
-const char *sekeyfs_kms_user(const struct sekeyfs_kms *k)
-{
-	return k ? k->user : "";
-}
-
-void sekeyfs_use_kms(struct sekeyfs *fs, struct sekeyfs_kms *k)
-{
-	fs->kms = k;
-}
-
-/* The cube connection, the secure database and the KMS on it. */
-static int kms_open_parts(struct sekeyfs_kms *k, const char *spec, const char *pin, char *err,
-			  size_t cap)
-{
-	char path[4096], why[256];
-	const char *sd;
-	int rc;
-
-	if (cube_open(&k->cube, spec, why, sizeof(why)) != CUBE_OK)
-		return snprintf(err, cap, "cube %s: %s", spec, why), -EIO;
-	if (cube_login(k->cube, WIRE_ROLE_USER, pin) != CUBE_OK)
-		return snprintf(err, cap, "KMS login: %s", cube_errmsg(k->cube)), -EACCES;
-	sd = cube_sd_path(k->cube);
-	if (!sd)
-		return snprintf(err, cap, "the cube has no SD folder for the KMS database"), -EINVAL;
-	snprintf(path, sizeof(path), "%s/%s", sd, USER_DB);
-	if (sefile_cube_wrap(&k->pool, k->cube) != SEFILE_OK ||
-	    sdb_vfs_register(&k->vfs, "sekeyfs-kms", k->pool, KMS_DB_KEY_ID) != SEFILE_OK)
-		return snprintf(err, cap, "cannot set up the secure database"), -ENOMEM;
-	rc = sdb_open(k->vfs, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &k->db);
-	if (rc != SQLITE_OK)
-		return snprintf(err, cap, "KMS database %s: %s", path, sqlite3_errstr(rc)), -EIO;
-	rc = kms_open(&k->k, k->db, k->cube, why, sizeof(why));
-	if (rc != KMS_OK)
-		return snprintf(err, cap, "KMS database %s: %s", path, why), -EIO;
-	return 0;
-}
-
-int sekeyfs_kms_open(struct sekeyfs_kms **out, const char *spec, const char *pin,
-		     const char *updates_dir, char *err, size_t err_cap)
-{
-	struct sekeyfs_kms *k;
-	struct kms_sync_report rep;
-	struct kms_user u;
-	int rc, src;
-
-	*out = NULL;
-	err[0] = '\0';
-	k = calloc(1, sizeof(*k));
-	if (!k || !(k->updates = strdup(updates_dir))) {
-		free(k);
-		return snprintf(err, err_cap, "out of memory"), -ENOMEM;
-	}
-	pthread_mutex_init(&k->mu, NULL);
-	pthread_mutex_init(&k->stop_mu, NULL);
-	pthread_cond_init(&k->stop_cv, NULL);
-	rc = kms_open_parts(k, spec, pin, err, err_cap);
-	if (rc) {
-		sekeyfs_kms_close(k);
-		return rc;
-	}
-	src = kms_sync(k->k, k->cube, k->updates, &rep);
-	if (kms_sync_status(k->k, &rep) != KMS_OK || rep.user_id == 0) {
-		snprintf(err, err_cap, "this cube's user is not provisioned (sync: %s)",
-			 src ? kms_errmsg(k->k) : "no init update");
-		sekeyfs_kms_close(k);
-		return -ENOKEY;
-	}
-	k->user_id = rep.user_id;
-	if (kms_user_info(k->k, k->user_id, &u) != KMS_OK) {
-		snprintf(err, err_cap, "no record of user %u in the KMS", k->user_id);
-		sekeyfs_kms_close(k);
-		return -ENOKEY;
-	}
-	snprintf(k->user, sizeof(k->user), "%s", u.name);
-	/* A refused sync leaves the previous view: still usable, said once. */
-	if (src != KMS_OK)
-		snprintf(err, err_cap, "updates not applied: %s", kms_errmsg(k->k));
-	*out = k;
-	return 0;
-}
-
-/* ---- the update poller ---- */
-
-static void *poll_main(void *arg)
-{
-	struct sekeyfs_kms *k = arg;
-	struct kms_sync_report rep;
-	struct timespec until;
-	int rc, last = KMS_OK, stop;
-
-	for (;;) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += k->interval;
-		pthread_mutex_lock(&k->stop_mu);
-		while (!k->stop && pthread_cond_timedwait(&k->stop_cv, &k->stop_mu, &until) == 0)
-			;
-		stop = k->stop;
-		pthread_mutex_unlock(&k->stop_mu);
-		if (stop)
-			break;
-		pthread_mutex_lock(&k->mu);
-		rc = kms_sync(k->k, k->cube, k->updates, &rep);
-		if (rc != KMS_OK && rc != last)
-			fs_log(k->fs, LOG_WARNING, "SEkey updates not applied: %s", kms_errmsg(k->k));
-		else if (rc == KMS_OK && rep.applied)
-			fs_log(k->fs, LOG_INFO, "SEkey: applied %u update(s)", rep.applied);
-		pthread_mutex_unlock(&k->mu);
-		last = rc;
-	}
-	return NULL;
-}
-
-int sekeyfs_kms_poll_start(struct sekeyfs_kms *k, struct sekeyfs *fs, unsigned interval)
-{
-	if (!k || interval == 0)
-		return 0;
-	k->fs = fs;
-	k->interval = interval;
-	k->stop = 0;
-	if (pthread_create(&k->th, NULL, poll_main, k) != 0)
-		return -EAGAIN;
-	k->have_th = 1;
-	return 0;
-}
-
-void sekeyfs_kms_poll_stop(struct sekeyfs_kms *k)
-{
-	if (!k || !k->have_th)
-		return;
-	pthread_mutex_lock(&k->stop_mu);
-	k->stop = 1;
-	pthread_cond_broadcast(&k->stop_cv);
-	pthread_mutex_unlock(&k->stop_mu);
-	pthread_join(k->th, NULL);
-	k->have_th = 0;
-}
 
 /* ---- recipients and keys ---- */
 
@@ -256,10 +69,11 @@ static int list_has(const char *list, const char *user)
 	return 0;
 }
 
-/* find_key for recipients plus this user; why gets the reason of a failure.
- * Called with k->mu held. */
-static int find_for(struct sekeyfs_kms *k, enum fs_rcpt_kind kind, const char *rcpt,
-		    uint32_t *key, char *why, size_t cap)
+/* find_key for recipients plus this user (on the admin's mount, who is no
+ * user: for the recipients alone, or the group's best key); why gets the
+ * reason of a failure.  kh is k's KMS, locked (fs_kms_lock). */
+static int find_for(struct sekeyfs_kms *k, struct kms *kh, enum fs_rcpt_kind kind,
+		    const char *rcpt, uint32_t *key, int *kms_rc, char *why, size_t cap)
 {
 	uint32_t ids[RCPT_USERS_MAX + 1], g;
 	char list[FS_RCPT_MAX + 1], *tok, *save = NULL;
@@ -268,45 +82,53 @@ static int find_for(struct sekeyfs_kms *k, enum fs_rcpt_kind kind, const char *r
 	int rc;
 
 	if (kind == FS_RCPT_GROUP) {
-		rc = kms_group_by_name(k->k, rcpt, &g);
+		rc = kms_group_by_name(kh, rcpt, &g);
 		if (rc == KMS_ENOGROUP)
 			return snprintf(why, cap, "group %s is not one of %s's groups", rcpt, k->user),
 			       -ENOKEY;
 		if (!rc)
-			rc = kms_find_key_v2(k->k, k->user_id, g, &f);
+			rc = k->admin ? kms_find_key_group(kh, g, &f)
+				      : kms_find_key_v2(kh, k->user_id, g, &f);
 	} else {
 		snprintf(list, sizeof(list), "%s", rcpt);
 		rc = KMS_OK;
 		for (tok = strtok_r(list, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-			rc = kms_user_by_name(k->k, tok, &ids[n++]);
+			rc = kms_user_by_name(kh, tok, &ids[n++]);
 			if (rc == KMS_ENOUSER)
 				return snprintf(why, cap, "user %s shares no group with %s", tok, k->user),
 				       -ENOKEY;
 		}
-		ids[n++] = k->user_id;
+		if (!k->admin)
+			ids[n++] = k->user_id;
 		if (!rc)
-			rc = kms_find_key_v3(k->k, ids, n, &f);
+			rc = kms_find_key_v3(kh, ids, n, &f);
 	}
+	*kms_rc = rc;
 	if (rc == KMS_OK) {
 		*key = f.key_id;
 		return 0;
 	}
-	snprintf(why, cap, "%s", kms_errmsg(k->k)[0] ? kms_errmsg(k->k) : kms_strerror(rc));
+	snprintf(why, cap, "%s", kms_errmsg(kh)[0] ? kms_errmsg(kh) : kms_strerror(rc));
 	return rc == KMS_ENOMEM ? -ENOMEM : rc == KMS_EDB || rc == KMS_ECUBE ? -EIO : -ENOKEY;
 }
 
 int fs_rcpt_key(struct sekeyfs *fs, enum fs_rcpt_kind kind, const char *rcpt, uint32_t *key)
 {
-	char why[256];
-	int rc;
+	char why[256] = "";
+	struct kms *kh = NULL;
+	int rc, krc = KMS_OK;
 
 	if (!fs->kms) {
 		fs_log(fs, LOG_WARNING, "recipients %s: no KMS (mount with --updates DIR)", rcpt);
 		return -ENOKEY;
 	}
-	pthread_mutex_lock(&fs->kms->mu);
-	rc = find_for(fs->kms, kind, rcpt, key, why, sizeof(why));
-	pthread_mutex_unlock(&fs->kms->mu);
+	rc = fs_kms_lock(fs, &kh);
+	if (rc)
+		snprintf(why, sizeof(why), "the KMS is unreachable (cube gone?)");
+	else
+		rc = find_for(fs->kms, kh, kind, rcpt, key, &krc, why, sizeof(why));
+	if (kh)
+		fs_kms_unlock(fs, krc);
 	if (rc)
 		fs_log(fs, LOG_WARNING, "no key for %s %s (+%s): %s",
 		       kind == FS_RCPT_GROUP ? "group" : "recipients", rcpt, fs->kms->user, why);
@@ -330,13 +152,13 @@ int fs_new_file_key(struct sekeyfs *fs, const struct fs_dirhdr *parent, uint32_t
 void fs_key_warn(struct sekeyfs *fs, uint32_t key_id, const char *what)
 {
 	struct kms_key ki;
+	struct kms *kh;
 	int rc;
 
-	if (!fs->kms)
+	if (!fs->kms || fs_kms_lock(fs, &kh) != 0)
 		return;
-	pthread_mutex_lock(&fs->kms->mu);
-	rc = kms_key_info(fs->kms->k, key_id, &ki);
-	pthread_mutex_unlock(&fs->kms->mu);
+	rc = kms_key_info(kh, key_id, &ki);
+	fs_kms_unlock(fs, rc);
 	if (rc != KMS_OK)
 		return;
 	if (ki.state == KMS_KEY_COMPROMISED)
@@ -525,8 +347,9 @@ int fs_rcpt_setxattr(struct sekeyfs *fs, struct fs_inode *dir, const char *name,
 		fs_log(fs, LOG_WARNING, "setting recipients needs the user's KMS (--updates DIR)");
 		return -ENOKEY;
 	}
-	/* The setting user is always a recipient of a user list. */
-	if (kind == FS_RCPT_USERS && !list_has(rcpt, fs->kms->user)) {
+	/* The setting user is always a recipient of a user list (the admin,
+	 * who is no user, is not). */
+	if (kind == FS_RCPT_USERS && !fs->kms->admin && !list_has(rcpt, fs->kms->user)) {
 		if (strlen(rcpt) + 1 + strlen(fs->kms->user) > FS_RCPT_MAX)
 			return -EINVAL;
 		strcat(rcpt, ",");
@@ -609,12 +432,13 @@ int sekeyfs_init_share_kms(struct sefile_cube *pool, struct sekeyfs_kms *k, int 
 	struct fs_dirhdr h;
 	struct stat st;
 	char why[256];
-	int rc;
+	struct kms *kh;
+	int rc, krc = KMS_OK;
 
 	memset(&h, 0, sizeof(h));
 	if (fs_rcpt_parse(kind, given, strlen(given), h.rcpt) != 0)
 		return snprintf(err, err_cap, "bad recipients \"%s\"", given), -EINVAL;
-	if (kind == FS_RCPT_USERS && !list_has(h.rcpt, k->user)) {
+	if (kind == FS_RCPT_USERS && !k->admin && !list_has(h.rcpt, k->user)) {
 		if (strlen(h.rcpt) + 1 + strlen(k->user) > FS_RCPT_MAX)
 			return snprintf(err, err_cap, "too many recipients"), -EINVAL;
 		strcat(h.rcpt, ",");
@@ -622,8 +446,11 @@ int sekeyfs_init_share_kms(struct sefile_cube *pool, struct sekeyfs_kms *k, int 
 	}
 	h.rcpt_kind = kind;
 	pthread_mutex_lock(&k->mu);
-	rc = find_for(k, kind, h.rcpt, &h.name_key, why, sizeof(why));
+	kh = k->k;
+	rc = kh ? find_for(k, kh, kind, h.rcpt, &h.name_key, &krc, why, sizeof(why)) : -EIO;
 	pthread_mutex_unlock(&k->mu);
+	if (!kh)
+		snprintf(why, sizeof(why), "the KMS is unreachable");
 	if (rc)
 		return snprintf(err, err_cap, "no key for %s: %s", h.rcpt, why), rc;
 	rc = fs_init_check(backing_fd, err, err_cap);
@@ -820,4 +647,18 @@ int sekeyfs_rekey_backing(struct sekeyfs *fs, const char *backing_sub, int progr
 	if (fd < 0)
 		return -errno;
 	return rekey_tree(fs, fd, progress, n_done, n_failed);
+}
+
+int fs_stale_count(struct sekeyfs *fs, unsigned *n)
+{
+	struct rekey_walk w = { .fs = fs };
+	int fd = openat(fs->root.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	*n = 0;
+	if (fd < 0)
+		return -errno;
+	rekey_dir(&w, fd, 0);
+	close(fd);
+	*n = w.total;
+	return 0;
 }

@@ -186,8 +186,6 @@ int kms_find_key_v1(struct kms *k, uint32_t user_a, uint32_t user_b, struct kms_
 int kms_find_key_v2(struct kms *k, uint32_t user_id, uint32_t group_id, struct kms_found *out)
 {
 	const struct ix_user *u;
-	const struct ix_group *g;
-	const struct ix_key *key;
 	int rc = index_ready(k);
 
 	memset(out, 0, sizeof(*out));
@@ -196,11 +194,25 @@ int kms_find_key_v2(struct kms *k, uint32_t user_id, uint32_t group_id, struct k
 	u = kms_ix_user(k, user_id);
 	if (!u)
 		return kms_fail(k, KMS_ENOUSER, "user %u", user_id);
-	g = kms_ix_group(k, group_id);
-	if (!g)
+	if (!kms_ix_group(k, group_id))
 		return kms_fail(k, KMS_ENOGROUP, "group %u", group_id);
 	if (!bsearch_u32(u->groups, u->n, group_id))
 		return kms_fail(k, KMS_ENOTMEMBER, "user %u is not in group %u", user_id, group_id);
+	return kms_find_key_group(k, group_id, out);
+}
+
+int kms_find_key_group(struct kms *k, uint32_t group_id, struct kms_found *out)
+{
+	const struct ix_group *g;
+	const struct ix_key *key;
+	int rc = index_ready(k);
+
+	memset(out, 0, sizeof(*out));
+	if (rc)
+		return rc;
+	g = kms_ix_group(k, group_id);
+	if (!g)
+		return kms_fail(k, KMS_ENOGROUP, "group %u", group_id);
 	key = group_best(g, kms_now(k));
 	if (!key)
 		return kms_fail(k, KMS_ENOKEY, "group %u has no active key", group_id);

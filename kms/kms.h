@@ -331,6 +331,10 @@ struct kms_sync_report {
 int kms_sync(struct kms *k, struct cube *user_cube, const char *updates_dir,
 	     struct kms_sync_report *rep);
 int kms_sync_status(struct kms *k, struct kms_sync_report *rep);
+/* The folder of updates_dir holding the update files of the cube with
+ * serial (UPDATES/<serial-hex>).  0, or -1 if out[cap] is too small. */
+int kms_updates_user_dir(const char *updates_dir, const uint8_t serial[WIRE_SERIAL_LEN],
+			 char *out, size_t cap);
 
 /* ---- encrypted backup and restore of the admin (docs/BACKUP.md) ----
  * A backup file holds every key of the admin cube wrapped under a backup
@@ -401,6 +405,9 @@ int kms_find_key_v1(struct kms *k, uint32_t user_a, uint32_t user_b, struct kms_
 /* For a user and a group: the group's best key, if the user is a member
  * (KMS_ENOTMEMBER otherwise). */
 int kms_find_key_v2(struct kms *k, uint32_t user_id, uint32_t group_id, struct kms_found *out);
+/* The group's best key, whoever asks (the administrator, who is no
+ * member; v2 without the membership check). */
+int kms_find_key_group(struct kms *k, uint32_t group_id, struct kms_found *out);
 /* For a set of n >= 1 users (duplicates allowed). */
 int kms_find_key_v3(struct kms *k, const uint32_t *users, size_t n, struct kms_found *out);
 

@@ -835,7 +835,7 @@ static int emit_one(struct kms *k, const struct kms_user *u, int gone, uint64_t 
 	uint8_t *file = NULL;
 	size_t file_len = 0;
 	uint64_t next = gone_next, on_disk;
-	int found = 1, full = k->track.full_user == u->id;
+	int found = 1, full = k->track.full_user == u->id, orphans = 0;
 	int rc;
 
 	if (!k->cube || !k->updates_dir)
@@ -847,19 +847,29 @@ static int emit_one(struct kms *k, const struct kms_user *u, int gone, uint64_t 
 	if (rc)
 		return rc;
 	on_disk = dir_max_counter(dir);
-	if (on_disk >= next)
+	if (on_disk >= next) {
 		next = on_disk + 1; /* never reuse a number another writer took */
+		/* A numbered file this database does not record: its change
+		 * published it and then rolled back (the admin was killed between
+		 * publishing and committing), or an older database was restored.
+		 * The user may have applied it, so a delta from our state is not
+		 * enough: send the whole view (recovery priority), then this
+		 * change's delta for the tombstones of groups the user left. */
+		orphans = !gone && !full;
+	}
 	memset(&b, 0, sizeof(b));
 	b.counter = next;
 	b.wrap_id = u->kwk_id;
-	rc = full ? build_full(k, &b, u) : build_delta(k, &b, u->id, gone);
+	rc = full || orphans ? build_full(k, &b, u) : build_delta(k, &b, u->id, gone);
+	if (!rc && orphans)
+		rc = build_delta(k, &b, u->id, gone);
 	if (!rc && b.n_records == 0) {
 		body_free(&b);
 		return KMS_OK; /* nothing for this user */
 	}
 	memset(&h, 0, sizeof(h));
 	h.version = KMS_UPD_VERSION;
-	h.priority = full ? k->track.full_priority : KMS_UPD_STANDARD;
+	h.priority = full ? k->track.full_priority : orphans ? KMS_UPD_RECOVERY : KMS_UPD_STANDARD;
 	memcpy(h.serial, u->serial, WIRE_SERIAL_LEN);
 	h.counter = next;
 	h.enc_key_id = u->update_key_id;
@@ -1077,4 +1087,10 @@ int kms_upd_user_dir_path(const char *updates_dir, const uint8_t serial[WIRE_SER
 
 	hex_serial(serial, hex);
 	return (size_t)snprintf(out, cap, "%s/%s", updates_dir, hex) < cap ? 0 : -1;
+}
+
+int kms_updates_user_dir(const char *updates_dir, const uint8_t serial[WIRE_SERIAL_LEN],
+			 char *out, size_t cap)
+{
+	return kms_upd_user_dir_path(updates_dir, serial, out, cap);
 }

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "cube/cube.h"
+#include "wire/frame.h"
 #include "tools/cli.h"
 
 /* ---- options and helpers --------------------------------------------- */
@@ -66,32 +67,6 @@ struct opts {
 	int argc;
 	char **argv;
 };
-
-static const char *alg_name(uint8_t alg)
-{
-	switch (alg) {
-	case WIRE_ALG_AES256_GCM: return "aes256-gcm";
-	case WIRE_ALG_AES256_CTR_HMAC: return "aes256-ctr-hmac";
-	case WIRE_ALG_AES256_KW: return "aes256-kw";
-	case WIRE_ALG_HMAC_SHA256: return "hmac-sha256";
-	case WIRE_ALG_AES128_GCM: return "aes128-gcm";
-	default: return "unknown";
-	}
-}
-
-static int parse_alg(const char *s, uint8_t *alg)
-{
-	static const uint8_t algs[] = { WIRE_ALG_AES256_GCM, WIRE_ALG_AES256_CTR_HMAC,
-					WIRE_ALG_AES256_KW, WIRE_ALG_HMAC_SHA256, WIRE_ALG_AES128_GCM };
-	size_t i;
-
-	for (i = 0; i < sizeof(algs); i++)
-		if (!strcmp(s, alg_name(algs[i]))) {
-			*alg = algs[i];
-			return 0;
-		}
-	return -1;
-}
 
 /* Usage flags as "encrypt,decrypt,wrap,unwrap,derive,mac,exportable,backup". */
 static const char *const usage_names[] = { "encrypt", "decrypt", "wrap", "unwrap",
@@ -482,14 +457,14 @@ static void print_key(const struct cube_key *k, int json, int first)
 	usage_text(k->usage, usage, sizeof(usage));
 	if (json) {
 		printf("%s{\"id\":%" PRIu32 ",\"alg\":\"%s\",\"usage\":\"%s\",\"not_before\":",
-		       first ? "" : ",", k->id, alg_name(k->alg), usage);
+		       first ? "" : ",", k->id, wire_alg_name(k->alg), usage);
 		print_time(stdout, k->not_before, 1);
 		printf(",\"not_after\":");
 		print_time(stdout, k->not_after, 1);
 		printf(",\"value\":\"(hidden)\"}");
 		return;
 	}
-	printf("%10" PRIu32 "  %-16s %-40s ", k->id, alg_name(k->alg), usage);
+	printf("%10" PRIu32 "  %-16s %-40s ", k->id, wire_alg_name(k->alg), usage);
 	print_time(stdout, k->not_before, 0);
 	printf(" .. ");
 	print_time(stdout, k->not_after, 0);
@@ -758,7 +733,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				goto bad;
 			o->have_id = 1;
 			break;
-		case O_ALG: if (parse_alg(optarg, &o->alg) < 0) goto bad; break;
+		case O_ALG: if (wire_alg_parse(optarg, &o->alg) < 0) goto bad; break;
 		case O_USAGE: if (parse_usage(optarg, &o->usage) < 0) goto bad; break;
 		case O_NB: if (parse_time(optarg, &o->not_before) < 0) goto bad; break;
 		case O_NA: if (parse_time(optarg, &o->not_after) < 0) goto bad; break;

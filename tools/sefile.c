@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "sefile/sefile.h"
+#include "wire/frame.h"
 #include "tools/cli.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -55,16 +56,6 @@ struct tally {
 	unsigned files, damaged, key_errors, io_errors, other;
 	int first; /* JSON: no comma before the first element */
 };
-
-static const char *alg_name(uint8_t alg)
-{
-	switch (alg) {
-	case WIRE_ALG_AES256_GCM: return "aes256-gcm";
-	case WIRE_ALG_AES256_CTR_HMAC: return "aes256-ctr-hmac";
-	case WIRE_ALG_AES128_GCM: return "aes128-gcm";
-	default: return "unknown";
-	}
-}
 
 static int parse_alg(const char *s, uint8_t *alg)
 {
@@ -476,14 +467,14 @@ static void print_info(const struct opts *o, struct tally *t, const char *path,
 	if (!o->json) {
 		printf("%s\tfile-id %s  key %" PRIu32 "  %s  sector %" PRIu32
 		       "  size %" PRIu64 "  backing %" PRIu64 "\n",
-		       path, id, in->key_id, alg_name(in->alg), in->sector_size, in->size, backing);
+		       path, id, in->key_id, wire_alg_name(in->alg), in->sector_size, in->size, backing);
 		return;
 	}
 	printf("%s{\"path\":", t->first ? "" : ",");
 	cli_json_str(stdout, path);
 	printf(",\"file_id\":\"%s\",\"key_id\":%" PRIu32 ",\"alg\":\"%s\",\"sector_size\":%" PRIu32
 	       ",\"size\":%" PRIu64 ",\"backing_size\":%" PRIu64 "}",
-	       id, in->key_id, alg_name(in->alg), in->sector_size, in->size, backing);
+	       id, in->key_id, wire_alg_name(in->alg), in->sector_size, in->size, backing);
 	t->first = 0;
 }
 

@@ -77,3 +77,25 @@ const char *wire_status_name(unsigned status)
 
 	return (status <= WIRE_ST_MAX && names[status]) ? names[status] : "?";
 }
+
+const char *wire_alg_name(unsigned alg)
+{
+	switch (alg) {
+	case WIRE_ALG_AES256_GCM: return "aes256-gcm";
+	case WIRE_ALG_AES256_CTR_HMAC: return "aes256-ctr-hmac";
+	case WIRE_ALG_AES256_KW: return "aes256-kw";
+	case WIRE_ALG_HMAC_SHA256: return "hmac-sha256";
+	case WIRE_ALG_AES128_GCM: return "aes128-gcm";
+	default: return "unknown";
+	}
+}
+
+int wire_alg_parse(const char *name, uint8_t *alg)
+{
+	for (unsigned a = 1; a <= WIRE_ALG_MAX; a++)
+		if (!strcmp(name, wire_alg_name(a))) {
+			*alg = (uint8_t)a;
+			return 0;
+		}
+	return -1;
+}

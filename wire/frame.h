@@ -31,5 +31,8 @@ size_t wire_frame_rest(const struct wire_header *h);
 /* Human-readable name of an op / a status, for logs ("?" if unknown). */
 const char *wire_op_name(unsigned op);
 const char *wire_status_name(unsigned status);
+/* "aes256-gcm", ... ("unknown" for anything else), and back: 0 or -1. */
+const char *wire_alg_name(unsigned alg);
+int wire_alg_parse(const char *name, uint8_t *alg);
 
 #endif
