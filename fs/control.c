@@ -1236,10 +1236,11 @@ void fs_ctl_read(fuse_req_t req, struct sekeyfs *fs, size_t size, off_t off,
 	pthread_mutex_unlock(&h->mu);
 }
 
-void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t size, off_t off,
-		  struct fuse_file_info *fi)
+/* Validate one write of buf at off to the file of h and apply it: 0 or
+ * an errno (the reason logged and kept in last_error). */
+static int apply_write(struct sekeyfs *fs, struct ctl_handle *h, const char *buf, size_t size,
+		       off_t off)
 {
-	struct ctl_handle *h = handle_of(fi);
 	const struct ctl_attr *a = attr_of(&h->node);
 	struct ctl_call c = { 0 };
 	char what[96], *value;
@@ -1247,30 +1248,27 @@ void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t si
 	int rc;
 
 	snprintf(what, sizeof(what), "write %s", a ? a->name : "?");
-	if (!a || !a->store) {
-		fuse_reply_err(req, EPERM);
-		return;
+	/* Checked at open too; again here, where the change is made. */
+	if (!a || !a->store || (!(a->flags & A_QUERY) && !is_admin(fs))) {
+		refused(fs, what, EPERM, "only the administrator's mount changes SEkey");
+		return EPERM;
 	}
 	/* One write, one whole value: a continuation at another offset
 	 * would apply half a value. */
 	if (off != 0) {
 		refused(fs, what, EINVAL, "write the whole value in one write at offset 0");
-		fuse_reply_err(req, EINVAL);
-		return;
+		return EINVAL;
 	}
 	if (len > 0 && buf[len - 1] == '\n')
 		len--;
 	if (len == 0 || len > CTL_VALUE_MAX || memchr(buf, '\0', len) || memchr(buf, '\n', len)) {
 		refused(fs, what, EINVAL, len == 0 ? "empty value" : len > CTL_VALUE_MAX
 			? "value too long" : "one line of text expected");
-		fuse_reply_err(req, EINVAL);
-		return;
+		return EINVAL;
 	}
 	value = malloc(len + 1);
-	if (!value) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!value)
+		return ENOMEM;
 	memcpy(value, buf, len);
 	value[len] = '\0';
 	c.fs = fs;
@@ -1291,10 +1289,44 @@ void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t si
 		fs_log(fs, LOG_INFO, "/.sekey: %s: %s", what, value);
 	done_kms(fs, &c, rc);
 	free(value);
-	if (rc)
-		fuse_reply_err(req, errno_of(rc));
+	return errno_of(rc);
+}
+
+void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi)
+{
+	int err = apply_write(fs, handle_of(fi), buf, size, off);
+
+	if (err)
+		fuse_reply_err(req, err);
 	else
 		fuse_reply_write(req, size);
+}
+
+int fs_ctl_write_file(struct sekeyfs *fs, unsigned file_kind, uint32_t obj, unsigned attr,
+		      const char *buf, size_t size, off_t off, char *answer, size_t cap)
+{
+	static const enum ctl_kind kinds[] = { K_TOP, K_ADMIN_FILE, K_USER_FILE, K_GROUP_FILE,
+					       K_KEY_FILE };
+	struct ctl_handle h;
+	int err;
+
+	memset(&h, 0, sizeof(h));
+	if (file_kind >= N(kinds))
+		return ENOENT;
+	h.node.kind = kinds[file_kind];
+	h.node.obj = obj;
+	h.node.attr = attr;
+	if (!attr_of(&h.node))
+		return ENOENT;
+	pthread_mutex_init(&h.mu, NULL);
+	err = apply_write(fs, &h, buf, size, off);
+	if (cap)
+		snprintf(answer, cap, "%.*s", h.answered && h.content.p ? (int)h.content.len : 0,
+			 h.content.p ? h.content.p : "");
+	text_free(&h.content);
+	pthread_mutex_destroy(&h.mu);
+	return err;
 }
 
 void fs_ctl_release(fuse_req_t req, struct fuse_file_info *fi)

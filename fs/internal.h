@@ -356,6 +356,12 @@ void fs_ctl_read(fuse_req_t req, struct sekeyfs *fs, size_t size, off_t off,
 		 struct fuse_file_info *fi);
 void fs_ctl_write(fuse_req_t req, struct sekeyfs *fs, const char *buf, size_t size, off_t off,
 		  struct fuse_file_info *fi);
+/* The write path without FUSE (the fuzzer, fuzz/fuzz_fs_control.c): one
+ * write to attribute attr of a file of kind file_kind (0 /.sekey, 1 admin/,
+ * 2 users/ID/, 3 groups/ID/, 4 keys/ID/; obj the ID), answer[cap] gets a
+ * query's answer.  0 or the errno a write(2) would get. */
+int fs_ctl_write_file(struct sekeyfs *fs, unsigned file_kind, uint32_t obj, unsigned attr,
+		      const char *buf, size_t size, off_t off, char *answer, size_t cap);
 /* Frees an open file's or directory's handle. */
 void fs_ctl_release(fuse_req_t req, struct fuse_file_info *fi);
 void fs_ctl_opendir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t ino, struct fuse_file_info *fi);
