@@ -301,6 +301,8 @@ int fs_dir_migrate(struct sekeyfs *fs, int dfd, struct fs_dirhdr *h, uint32_t ne
 		return 0;
 	/* 2. Each name, atomically (rename); 3. the header forgets the old key. */
 	rc = move_names(fs, dfd, &mid);
+	if (!rc)
+		rc = fs_xattr_reseal_dir(fs, dfd, &mid);
 	if (!rc && fsync(dfd) != 0)
 		rc = -errno;
 	if (rc) {
@@ -494,7 +496,6 @@ static void rekey_bar(const struct rekey_walk *w)
 /* One regular file: stale if its key is not target. */
 static void rekey_file(struct rekey_walk *w, int dirfd, const char *bname, uint32_t target)
 {
-	struct sefile_params p = { .key_id = target };
 	struct sefile_info info;
 	int fd, rc;
 
@@ -509,7 +510,7 @@ static void rekey_file(struct rekey_walk *w, int dirfd, const char *bname, uint3
 		w->total++;
 		return;
 	}
-	rc = sefile_rekey(w->fs->pool, dirfd, bname, &p);
+	rc = fs_xattr_rekey(w->fs, dirfd, bname, target);
 	w->seen++;
 	if (rc == SEFILE_OK) {
 		w->done++;

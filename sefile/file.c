@@ -146,6 +146,143 @@ static int header_authenticate(struct sefile *f, struct sefile_conn *cn, const u
 }
 
 /*
+ * Is the residue past the authenticated end what an interrupted write
+ * leaves (docs/FORMAT.md, "Crash residue")?  Every write SEfile makes past
+ * the end is whole sealed sectors of this file at their index (a grow's
+ * data, written before its header; the sectors a shrink has not cut yet),
+ * holes (ftruncate), or a redo record; a kill can tear the last pwrite at
+ * a page boundary, after which only zeros follow (never-written bytes of
+ * a region an earlier ftruncate extended).  So the residue must read as
+ * sectors that authenticate at their index or are all zero, up to at most
+ * one damaged stretch no longer than the largest single pwrite that ends
+ * at a 4096-byte boundary of the backing with only zeros after it.
+ * Anything else (bytes appended, a sector spliced from elsewhere or from
+ * another index) is SEFILE_EINTEGRITY.
+ */
+#define TEAR_GRAIN 4096u
+#define TORN_MAX   ((uint64_t)REDO_CAP + 2 * ((uint64_t)SECTOR_MAX + SECTOR_OVERHEAD))
+
+/* The last non-zero byte in [from, to) of the backing (holes skipped). */
+static int last_nonzero(struct sefile *f, uint8_t *buf, size_t cap, uint64_t from, uint64_t to,
+			uint64_t *at, int *found)
+{
+	uint64_t pos = from, end, p;
+	size_t got, i;
+	off_t d, h;
+	int rc;
+
+	*found = 0;
+	while (pos < to) {
+		d = lseek(f->fd, (off_t)pos, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			break;
+		if (d < 0)
+			return seterr_io("lseek(SEEK_DATA)", pos);
+		if ((uint64_t)d >= to)
+			break;
+		h = lseek(f->fd, d, SEEK_HOLE);
+		if (h < 0)
+			return seterr_io("lseek(SEEK_HOLE)", (uint64_t)d);
+		end = (uint64_t)h < to ? (uint64_t)h : to;
+		for (p = (uint64_t)d; p < end; p += got) {
+			rc = backing_read(f, buf, end - p < cap ? (size_t)(end - p) : cap, p, &got);
+			if (rc != SEFILE_OK)
+				return rc;
+			if (got == 0)
+				return SEFILE_OK;
+			for (i = got; i > 0 && buf[i - 1] == 0; i--)
+				;
+			if (i > 0) {
+				*at = p + i - 1;
+				*found = 1;
+			}
+		}
+		pos = end > pos ? end : pos + 1;
+	}
+	return SEFILE_OK;
+}
+
+/* Bytes from bad onwards fail to authenticate: a torn last write? */
+static int torn_tail(struct sefile *f, struct sefile_conn *cn, uint64_t bad, uint64_t backing,
+		     uint64_t expect)
+{
+	uint64_t last = bad, tear;
+	int found, rc = last_nonzero(f, cn->sealed, CONN_SEALED_CAP, bad, backing, &last, &found);
+
+	if (rc != SEFILE_OK)
+		return rc;
+	tear = (last / TEAR_GRAIN + 1) * TEAR_GRAIN;   /* the first boundary after it */
+	if (!found || (tear <= backing && tear - bad <= TORN_MAX))
+		return SEFILE_OK;
+	return seterr(SEFILE_EINTEGRITY,
+		      "backing file extended: %llu bytes past the authenticated end (%llu) that no "
+		      "interrupted write leaves (appended, or sectors from elsewhere; from byte %llu); "
+		      "cutting the backing to %llu bytes drops them",
+		      (unsigned long long)(backing - expect), (unsigned long long)expect,
+		      (unsigned long long)bad, (unsigned long long)expect);
+}
+
+/* Check the residue from sector j on. */
+static int residue_explained(struct sefile *f, struct sefile_conn *cn, uint64_t j, uint64_t backing)
+{
+	uint64_t expect = sefile_backing_size(f->size, f->id.sector_size), unit, pos;
+	uint32_t per = sectors_per_request(f), n, i, first_bad;
+	size_t got, rd, wr;
+	int rc = SEFILE_OK, any_bad;
+	off_t d;
+
+	unit = (uint64_t)f->id.sector_size + SECTOR_OVERHEAD;
+	while ((pos = sector_off(f->shift, j)) < backing) {
+		/* holes (never written, ftruncate) are zero sectors: skip them */
+		d = lseek(f->fd, (off_t)pos, SEEK_DATA);
+		if ((d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= backing))
+			break;
+		if (d < 0)
+			return seterr_io("lseek(SEEK_DATA)", pos);
+		if ((uint64_t)d >= pos + unit) {
+			j = ((uint64_t)d - SEFILE_HEADER_LEN) / unit;
+			continue;
+		}
+		rc = backing_read(f, cn->sealed, (size_t)((uint64_t)per * unit), pos, &got);
+		if (rc != SEFILE_OK)
+			return rc;
+		if (got == 0)
+			break;
+		/* pull the non-hole pieces together as one request */
+		first_bad = UINT32_MAX;
+		for (i = 0, n = 0, rd = 0, wr = 0; rd < got; i++, rd += unit) {
+			size_t st = got - rd < unit ? got - rd : (size_t)unit;
+
+			if (sefile_sector_is_hole(cn->sealed + rd, st))
+				continue;
+			if (st <= SECTOR_OVERHEAD) {
+				first_bad = i;
+				break;
+			}
+			if (wr != rd)
+				memmove(cn->sealed + wr, cn->sealed + rd, st);
+			cn->secs[n].index = j + i;
+			cn->secs[n].len = (uint32_t)(st - SECTOR_OVERHEAD);
+			cn->where[n++] = i;
+			wr += st;
+		}
+		if (n > 0) {
+			rc = conn_open(f->pool, cn, &f->id, n, cn->sealed, cn->plain, &any_bad);
+			OPENSSL_cleanse(cn->plain, CONN_PLAIN_CAP);
+			if (rc != SEFILE_OK)
+				return rc;
+			for (i = 0; any_bad && i < n; i++)
+				if (cn->bad[i] && cn->where[i] < first_bad)
+					first_bad = cn->where[i];
+		}
+		if (first_bad != UINT32_MAX)
+			return torn_tail(f, cn, pos + (uint64_t)first_bad * unit, backing, expect);
+		j += (got + unit - 1) / unit;
+	}
+	return SEFILE_OK;
+}
+
+/*
  * Crash residue: the backing is longer than the header's length says.  If
  * the last sector is partial it may still be stored at the length it had
  * before the crash (docs/FORMAT.md, "Crash residue"); find which, and
@@ -182,6 +319,15 @@ static int settle_residue(struct sefile *f, struct sefile_conn *cn, uint64_t bac
 				have_alt = !bad;
 			}
 		}
+	}
+	/* What lies past sector k must be what a crash leaves.  Between a
+	 * short sector k and sector k + 1 there may be the tail of an older,
+	 * longer k (a shrink re-seals k before its cut): it can no longer be
+	 * authenticated, so those bytes are not judged. */
+	rc = residue_explained(f, cn, (f->size & (f->id.sector_size - 1)) == 0 ? k : k + 1, backing);
+	if (rc != SEFILE_OK) {
+		OPENSSL_cleanse(plain, f->id.sector_size);
+		return rc;
 	}
 	if (repair) {
 		uint64_t expect = sefile_backing_size(f->size, f->id.sector_size);

@@ -130,6 +130,16 @@ int sefile_verify(struct sefile_cube *pool, int fd, sefile_damage_cb cb, void *a
  */
 int sefile_rekey(struct sefile_cube *pool, int dirfd, const char *name,
 		 const struct sefile_params *p);
+/* The same, calling hook once the new file holds the contents, before it
+ * is fsynced and renamed over the old one: src_fd/dst_fd are the old and
+ * new backing files, src/dst their authenticated header fields.  The hook
+ * carries over what else belongs to the file (the mount's encrypted
+ * xattrs) and returns SEFILE_OK, or a SEFILE_E* code (errno set for
+ * SEFILE_EIO) that abandons the rekey: the old file stays as it was. */
+typedef int (*sefile_rekey_hook)(void *arg, int src_fd, const struct sefile_info *src,
+				 int dst_fd, const struct sefile_info *dst);
+int sefile_rekey_with(struct sefile_cube *pool, int dirfd, const char *name,
+		      const struct sefile_params *p, sefile_rekey_hook hook, void *arg);
 
 /*
  * Names.  A path component is encrypted deterministically (AES-SIV in the

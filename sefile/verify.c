@@ -104,11 +104,11 @@ static int copy_contents(struct sefile *src, struct sefile *dst, uint8_t *buf, s
 }
 
 static int rekey_into(struct sefile_cube *pool, int dirfd, const char *name, const char *tmp,
-		      const struct sefile_params *p)
+		      const struct sefile_params *p, sefile_rekey_hook hook, void *arg)
 {
 	struct sefile *src = NULL, *dst = NULL;
 	struct sefile_params np = *p;
-	struct sefile_info info;
+	struct sefile_info info, dinfo;
 	struct stat st;
 	uint8_t *buf = NULL;
 	int sfd = -1, dfd = -1, rc;
@@ -142,6 +142,14 @@ static int rekey_into(struct sefile_cube *pool, int dirfd, const char *name, con
 		goto out;
 	}
 	rc = copy_contents(src, dst, buf, WIRE_MAX_BULK);
+	/* what else the file owns goes over before the fsync makes it durable */
+	if (rc == SEFILE_OK && hook) {
+		sefile_info(dst, &dinfo);
+		rc = hook(arg, sfd, &info, dfd, &dinfo);
+		if (rc != SEFILE_OK)
+			rc = seterr(rc, "rekey: carrying the file's attributes over failed (%s)",
+				    sefile_strerror(rc));
+	}
 	if (rc == SEFILE_OK)
 		rc = sefile_fsync(dst, 0);
 out:
@@ -165,6 +173,12 @@ out:
 int sefile_rekey(struct sefile_cube *pool, int dirfd, const char *name,
 		 const struct sefile_params *p)
 {
+	return sefile_rekey_with(pool, dirfd, name, p, NULL, NULL);
+}
+
+int sefile_rekey_with(struct sefile_cube *pool, int dirfd, const char *name,
+		      const struct sefile_params *p, sefile_rekey_hook hook, void *arg)
+{
 	char tmp[64];
 	int rc;
 
@@ -173,7 +187,7 @@ int sefile_rekey(struct sefile_cube *pool, int dirfd, const char *name,
 	rc = temp_name(tmp, sizeof(tmp));
 	if (rc != SEFILE_OK)
 		return rc;
-	rc = rekey_into(pool, dirfd, name, tmp, p);
+	rc = rekey_into(pool, dirfd, name, tmp, p, hook, arg);
 	if (rc == SEFILE_OK && renameat(dirfd, tmp, dirfd, name) != 0)
 		rc = seterr_io("rekey: rename over the old file", 0);
 	if (rc != SEFILE_OK) {

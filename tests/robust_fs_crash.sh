@@ -93,6 +93,8 @@ def walk_error(e):
     print(f"cannot list: {e}"); bad += 1
 seen = set(); short = []
 for top, dirs, files in os.walk(d, onerror=walk_error):
+    if top == d:
+        dirs[:] = [x for x in dirs if x != ".sekey"]   # the control tree, not data
     for f in files:
         name = os.path.relpath(os.path.join(top, f), d)
         seen.add(name)

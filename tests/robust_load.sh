@@ -399,6 +399,7 @@ import os, sys
 n, errs = 0, []
 for top in sys.argv[1:]:
     for d, dirs, files in os.walk(top, onerror=lambda e: errs.append("walk: %s" % e)):
+        dirs[:] = [x for x in dirs if x != ".sekey"]   # the control tree, not data
         for f in files:
             p = os.path.join(d, f)
             try:

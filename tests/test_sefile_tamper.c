@@ -3,9 +3,11 @@
  * ends in EIO (SEFILE_EINTEGRITY or SEFILE_EFORMAT), never in wrong bytes:
  * every bit flipped (header and data), sectors swapped, a sector or the
  * header spliced in from another file, the backing truncated at every
- * offset.  Extension is crash residue by design (docs/FORMAT.md): it
- * reads exactly the authenticated length, and a read-write open repairs
- * it.  Zeroing a whole stored sector makes a hole: the documented limit.
+ * offset, bytes appended that no crash leaves.  What a crash does leave
+ * past the end (docs/FORMAT.md, "Crash residue": sectors of the file at
+ * their index, holes, a torn last write ending at a page boundary) reads
+ * exactly the authenticated length, and a read-write open repairs it.
+ * Zeroing a whole stored sector makes a hole: the documented limit.
  * Small files (2.5 sectors of 512 bytes) keep the sweeps fast.
  */
 #include <check.h>
@@ -272,39 +274,167 @@ START_TEST(truncate_everywhere)
 }
 END_TEST
 
-START_TEST(extension_is_residue)
+/* A backing buffer: a's pristine bytes, then `extra` bytes of `fill`
+ * from offset `at` (a's end if 0), zeros in between; put in place. */
+static void put_extended(struct env *v, size_t at, const uint8_t *fill, size_t extra, size_t total)
 {
+	uint8_t *b = calloc(1, total);
+
+	ck_assert_ptr_nonnull(b);
+	memcpy(b, v->orig, v->orig_len);
+	if (!at)
+		at = v->orig_len;
+	ck_assert_uint_le(at + extra, total);
+	memcpy(b + at, fill, extra);
+	put_backing(v, b, total);
+	free(b);
+}
+
+static void garbage(uint8_t *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(i * 29 + seed) | 1;  /* never zero */
+}
+
+#define SECTOR3 (SEFILE_HEADER_LEN + 3 * UNIT)  /* where sector 3 would be */
+
+/* Bytes appended past the last sector that no crash leaves: EIO naming
+ * the extension.  (Up to the next sector boundary they are not judged:
+ * the tail of an older, longer last sector; see the next test.) */
+START_TEST(extension_is_eio)
+{
+	static uint8_t g[3u << 20];
 	struct env v;
-	uint8_t b[8192];
+	size_t extra;
+
+	env_up(&v);
+	garbage(g, sizeof(g), 7);
+	for (extra = SECTOR3 - v.orig_len + 1; extra < 2 * UNIT + 300; extra += 37) {
+		char what[64];
+
+		put_extended(&v, 0, g, extra, v.orig_len + extra);
+		snprintf(what, sizeof(what), "garbage +%zu", extra);
+		ck_assert_int_eq(read_back(&v, what), SEFILE_EINTEGRITY);
+		ck_assert_msg(strstr(sefile_errmsg(), "backing file extended") != NULL, "%s: %s", what,
+			      sefile_errmsg());
+	}
+	/* a's own sector 0 appended as sector 3: wrong index */
+	put_extended(&v, SECTOR3, v.orig + SEFILE_HEADER_LEN, UNIT, SECTOR3 + UNIT);
+	ck_assert_int_eq(read_back(&v, "own sector appended at another index"), SEFILE_EINTEGRITY);
+	/* another file's sector 0 in a's sector 3 slot: wrong file and index */
+	{
+		uint8_t other[4096];
+		ssize_t n;
+		int fd = open_path(&v, "b", O_RDONLY);
+
+		n = pread(fd, other, sizeof(other), 0);
+		close(fd);
+		ck_assert_int_eq(n, (ssize_t)v.orig_len);
+		put_extended(&v, SECTOR3, other + SEFILE_HEADER_LEN, UNIT, SECTOR3 + UNIT);
+		ck_assert_int_eq(read_back(&v, "another file's sector appended"), SEFILE_EINTEGRITY);
+	}
+	/* garbage to a page boundary but longer than any single write */
+	put_extended(&v, SECTOR3, g, sizeof(g) - SECTOR3, sizeof(g));
+	ck_assert_int_eq(read_back(&v, "3 MiB of garbage"), SEFILE_EINTEGRITY);
+	ck_assert_ptr_nonnull(strstr(sefile_errmsg(), "backing file extended"));
+	/* a read-write open refuses too (it does not cut what it cannot explain) */
+	put_extended(&v, 0, g, 2 * UNIT, v.orig_len + 2 * UNIT);
+	{
+		struct sefile *f;
+		int fd = open_path(&v, "a", O_RDWR);
+
+		ck_assert_int_eq(sefile_open(&f, v.pool, fd), SEFILE_EINTEGRITY);
+		close(fd);
+	}
+	env_down(&v);
+}
+END_TEST
+
+/* Read a and compare its first n bytes with want (its size must be n). */
+static void expect_content(struct env *v, const uint8_t *want, size_t n, const char *what)
+{
+	uint8_t got[FILE_LEN + 2048];
+	struct sefile *f;
+	ssize_t r;
+	int fd = open_path(v, "a", O_RDONLY);
+
+	ck_assert_msg(sefile_open(&f, v->pool, fd) == SEFILE_OK, "%s: %s", what, sefile_errmsg());
+	r = sefile_pread(f, got, sizeof(got), 0);
+	ck_assert_msg(r == (ssize_t)n && memcmp(got, want, n) == 0, "%s: read %zd bytes", what, r);
+	sefile_close(f);
+	close(fd);
+}
+
+/* Backing of a after op (on a fresh copy of the pristine file) into out. */
+static size_t after_op(struct env *v, int truncate, uint64_t at, size_t len, uint8_t *out, size_t cap)
+{
+	struct sefile *f;
+	uint8_t more[2048];
+	ssize_t n;
+	int fd;
+
+	put_backing(v, v->orig, v->orig_len);
+	fd = open_path(v, "a", O_RDWR);
+	ck_assert_int_eq(sefile_open(&f, v->pool, fd), SEFILE_OK);
+	garbage(more, sizeof(more), 3);
+	if (truncate)
+		ck_assert_int_eq(sefile_truncate(f, at), SEFILE_OK);
+	else
+		ck_assert_int_eq(sefile_pwrite(f, more, len, at), (ssize_t)len);
+	ck_assert_int_eq(sefile_close(f), SEFILE_OK);
+	n = pread(fd, out, cap, 0);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	return (size_t)n;
+}
+
+/* What a crash leaves still reads as the authenticated length. */
+START_TEST(crash_residue_still_reads)
+{
+	static uint8_t big[8192], b[8192], g[8192];
+	struct env v;
 	struct sefile *f;
 	struct stat st;
-	size_t extra;
+	size_t n;
 	int fd;
 
 	env_up(&v);
-	for (extra = 1; extra < 2 * UNIT; extra += 37) {
-		char what[64];
-
-		memcpy(b, v.orig, v.orig_len);
-		for (size_t i = 0; i < extra; i++)
-			b[v.orig_len + i] = (uint8_t)(i * 29 + 7);
-		put_backing(&v, b, v.orig_len + extra);
-		snprintf(what, sizeof(what), "garbage +%zu", extra);
-		ck_assert_int_eq(read_back(&v, what), SEFILE_OK); /* exact content, or it failed above */
-	}
-	/* a copied sector appended */
-	memcpy(b, v.orig, v.orig_len);
-	memcpy(b + v.orig_len, v.orig + SEFILE_HEADER_LEN, UNIT);
-	put_backing(&v, b, v.orig_len + UNIT);
-	ck_assert_int_eq(read_back(&v, "copied sector appended"), SEFILE_OK);
-	/* read-write open cuts the residue */
-	fd = open_path(&v, "a", O_RDWR);
+	/* a grow killed before its header: a's sector 2 re-sealed at full
+	 * length, sectors 3 and 4 appended, the old header still in place */
+	n = after_op(&v, 0, FILE_LEN, 1000, big, sizeof(big));
+	memcpy(big, v.orig, SEFILE_HEADER_LEN);
+	put_backing(&v, big, n);
+	expect_content(&v, v.data, FILE_LEN, "interrupted grow");
+	fd = open_path(&v, "a", O_RDWR);   /* repairs: cut back */
 	ck_assert_int_eq(sefile_open(&f, v.pool, fd), SEFILE_OK);
-	ck_assert_int_eq(sefile_close(f), SEFILE_OK);
+	sefile_close(f);
 	ck_assert_int_eq(fstat(fd, &st), 0);
 	ck_assert_uint_eq((uint64_t)st.st_size, v.orig_len);
 	close(fd);
-	ck_assert_int_eq(read_back(&v, "repaired"), SEFILE_OK);
+	/* a shrink to 600 bytes killed before its cut: new header and
+	 * sector 1, the old sector 1's tail and the old sector 2 after them */
+	n = after_op(&v, 1, 600, 0, big, sizeof(big));
+	memcpy(b, big, n);
+	memcpy(b + n, v.orig + n, v.orig_len - n);
+	put_backing(&v, b, v.orig_len);
+	expect_content(&v, v.data, 600, "interrupted shrink");
+	/* the bytes between a short last sector and the next boundary are
+	 * not judged (the older sector's tail in the case above) */
+	garbage(g, sizeof(g), 11);
+	put_extended(&v, 0, g, SECTOR3 - v.orig_len, SECTOR3);
+	ck_assert_int_eq(read_back(&v, "up to the next sector boundary"), SEFILE_OK);
+	/* a torn last write: damage ending at a 4096-byte boundary... */
+	put_extended(&v, SECTOR3, g, 4096 - SECTOR3, 4096);
+	ck_assert_int_eq(read_back(&v, "torn at a page boundary"), SEFILE_OK);
+	/* ...or followed by nothing but zeros across one (an extended region) */
+	put_extended(&v, SECTOR3, g, 300, 4200);
+	ck_assert_int_eq(read_back(&v, "torn, zeros after"), SEFILE_OK);
+	/* holes (ftruncate) past the end */
+	put_extended(&v, 0, g, 0, 20000);
+	ck_assert_int_eq(read_back(&v, "holes appended"), SEFILE_OK);
+	/* but damage that ends off a boundary with no zeros after is not */
+	put_extended(&v, SECTOR3, g, 4200 - SECTOR3, 4200);
+	ck_assert_int_eq(read_back(&v, "not torn at a boundary"), SEFILE_EINTEGRITY);
 	env_down(&v);
 }
 END_TEST
@@ -350,7 +480,8 @@ int main(void)
 	tcase_add_test(tc, every_bit_flip);
 	tcase_add_test(tc, swap_and_splice);
 	tcase_add_test(tc, truncate_everywhere);
-	tcase_add_test(tc, extension_is_residue);
+	tcase_add_test(tc, extension_is_eio);
+	tcase_add_test(tc, crash_residue_still_reads);
 	tcase_add_test(tc, zeroed_sector_is_a_hole);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
