@@ -81,8 +81,7 @@ static size_t dirhdr_encode(const struct fs_dirhdr *h, uint8_t *out)
 
 /* Parse first, then validate: the length the header says, our magic and
  * version, only flags we know, recipients that parse, a sane sector size. */
-static int dirhdr_decode(const uint8_t *in, size_t len, struct fs_dirhdr *h, char *why,
-			 size_t cap)
+int fs_dirhdr_decode(const uint8_t *in, size_t len, struct fs_dirhdr *h, char *why, size_t cap)
 {
 	uint32_t ss, rl, flags;
 	enum fs_rcpt_kind kind;
@@ -181,7 +180,7 @@ int fs_dirhdr_read_fd(struct sekeyfs *fs, int dirfd, struct fs_dirhdr *out)
 		rc = fs_sefile_err(fs, (int)n, "directory header");
 		goto out;
 	}
-	rc = dirhdr_decode(buf, (size_t)n, out, why, sizeof(why));
+	rc = fs_dirhdr_decode(buf, (size_t)n, out, why, sizeof(why));
 	if (rc)
 		fs_log(fs, LOG_ERR, "directory header: %s", why);
 	else if (fstat(fd, &st) == 0)

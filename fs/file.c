@@ -78,6 +78,22 @@ int fs_file_acquire(struct sekeyfs *fs, struct fs_inode *ino, int want_write)
 		goto out;
 	}
 	rc = sefile_open(&sf, fs->pool, fd);
+	if (rc != SEFILE_OK && writable && !want_write && sefile_errno(rc) == ENOSPC) {
+		/* No room to repair what a failed write left (docs/FORMAT.md,
+		 * "Crash residue"): a reader gets the file through a read-only
+		 * open, which settles it in memory; the next writer repairs it. */
+		char path[64];
+
+		close(fd);
+		fs_proc_path(ino, path, sizeof(path));
+		writable = 0;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		rc = sefile_open(&sf, fs->pool, fd);
+	}
 	if (rc != SEFILE_OK) {
 		/* Say why a key is missing when the KMS knows (destroyed). */
 		if (rc == SEFILE_ENOKEY && fs->kms && sefile_peek_header(fd, &info) == SEFILE_OK)

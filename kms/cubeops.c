@@ -49,6 +49,22 @@ int kms_cube_generate(struct kms *k, uint32_t key_id, uint8_t alg)
 	return KMS_OK;
 }
 
+int kms_cube_has_key(struct kms *k, uint32_t key_id, int *has)
+{
+	struct cube_key ck;
+	int rc;
+
+	*has = 0;
+	if (!k->cube)
+		return KMS_OK;
+	rc = cube_key_info(k->cube, key_id, &ck);
+	if (rc == CUBE_OK)
+		*has = 1;
+	else if (rc != CUBE_ENOKEY)
+		return kms_cube_fail(k, rc, "look up a key in the admin cube");
+	return KMS_OK;
+}
+
 int kms_cube_window(struct kms *k, uint32_t key_id, uint32_t not_before, uint32_t not_after)
 {
 	struct cube_key old;

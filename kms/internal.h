@@ -175,6 +175,8 @@ int64_t kms_now(struct kms *k);
 
 /* cubeops.c: the cube side of a change, journaled for undo. */
 int kms_cube_generate(struct kms *k, uint32_t key_id, uint8_t alg);
+/* *has = 1 if the admin cube already holds key_id (0 without a cube). */
+int kms_cube_has_key(struct kms *k, uint32_t key_id, int *has);
 int kms_cube_window(struct kms *k, uint32_t key_id, uint32_t not_before, uint32_t not_after);
 int kms_cube_destroy_later(struct kms *k, uint32_t key_id);
 /* Called by kms_change_end. */

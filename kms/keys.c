@@ -77,7 +77,20 @@ int kms_key_create(struct kms *k, const struct kms_group *g, const char *label,
 				g->policy.max_keys);
 	if (cryptoperiod > 0 && cryptoperiod < cp)
 		cp = cryptoperiod; /* the shorter of the key's and the policy's */
-	rc = kms_next_id(k, "next_key", KMS_KEY_ID_FIRST, &kid);
+	/* A change killed after the cube generated its key, before the
+	 * database committed, leaves that key in the cube under an ID the
+	 * database hands out again: skip such IDs (the leftover may already
+	 * have reached a user through an update of the same change). */
+	for (int tries = 0, has = 1; has; tries++) {
+		rc = kms_next_id(k, "next_key", KMS_KEY_ID_FIRST, &kid);
+		if (!rc)
+			rc = kms_cube_has_key(k, kid, &has);
+		if (rc)
+			return rc;
+		if (has && tries == 64)
+			return kms_fail(k, KMS_ECUBE, "the admin cube already holds keys %u.. that "
+					"the database does not know", kid - 64);
+	}
 	if (!rc)
 		rc = kms_run(k, ST_KEY_INSERT, "utiiuiiiiiiiiii", kid, label, (int64_t)g->policy.alg,
 			     (int64_t)alg_bits(g->policy.alg), g->id, (int64_t)KMS_KEY_PREACTIVE, cp,

@@ -218,12 +218,87 @@ def sefile_backing():
     write(t, 'set_len', u8(2) + mut(5, 32, 255) + u16(1))
 
 
+# ---- fuzz_fs_dirhdr: the plaintext of a directory header file (fs/internal.h).
+def dirhdr(key=7, ss=4096, rcpt=b'', group=False, old_key=None, version=1):
+    flags = (1 if group else 0) | (2 if old_key is not None else 0)
+    b = b'SEKEYDIR' + u16(version) + u16(flags) + u32(key) + FILE_ID + u32(ss) + u32(len(rcpt))
+    if old_key is not None:
+        b += u32(old_key)
+    return b + rcpt
+
+
+def fs_dirhdr():
+    t = 'fuzz_fs_dirhdr'
+    write(t, 'plain', dirhdr())
+    write(t, 'plain_512', dirhdr(ss=512))
+    write(t, 'plain_65536', dirhdr(ss=65536))
+    write(t, 'users', dirhdr(rcpt=b'alice,bob'))
+    write(t, 'group', dirhdr(rcpt=b'staff', group=True))
+    write(t, 'moving_users', dirhdr(rcpt=b'alice,bob,carol', old_key=5))
+    write(t, 'moving_plain', dirhdr(old_key=3))
+    write(t, 'moving_group', dirhdr(rcpt=b'ops', group=True, old_key=9))
+    write(t, 'users_max', dirhdr(rcpt=b','.join(b'u%03d' % i for i in range(64))[:512]))
+    write(t, 'bad_ss', dirhdr(ss=3000))
+    write(t, 'bad_version', dirhdr(version=2))
+    write(t, 'group_two', dirhdr(rcpt=b'a,b', group=True))
+    write(t, 'short', dirhdr()[:39])
+    write(t, 'trailing', dirhdr() + b'x')
+
+
+# ---- fuzz_fs_rcpt: u8 kind (% 3: none, users, group) || the xattr value.
+def fs_rcpt():
+    t = 'fuzz_fs_rcpt'
+    write(t, 'users', u8(1) + b'alice,bob')
+    write(t, 'none_kind', u8(0) + b'alice')
+    write(t, 'group', u8(2) + b'staff')
+    write(t, 'group_two', u8(2) + b'a,b')
+    write(t, 'users_64', u8(1) + b','.join(b'u%d' % i for i in range(64)))
+    write(t, 'users_65', u8(1) + b','.join(b'u%d' % i for i in range(65)))
+    write(t, 'name_63', u8(1) + b'n' * 63)
+    write(t, 'name_64', u8(1) + b'n' * 64)
+    write(t, 'empty_name', u8(1) + b'alice,,bob')
+    write(t, 'trailing_comma', u8(1) + b'alice,')
+    write(t, 'space', u8(1) + b'ann lee')
+    write(t, 'utf8', u8(1) + 'zo\u00eb'.encode())
+    write(t, 'nul', u8(1) + b'al\x00ice')
+    write(t, 'slash', u8(2) + b'a/b')
+    write(t, 'long', u8(1) + (b'abcdefg,' * 64)[:512])
+
+
+# ---- fuzz_fs_args: the arguments, NUL-separated (argv[0] is added).
+def fs_args():
+    t = 'fuzz_fs_args'
+
+    def argv(*a):
+        return b'\x00'.join(x.encode() for x in a)
+
+    write(t, 'mount', argv('--device', '/tmp', '--pin-file', '/nonexistent', '/', '/tmp'))
+    write(t, 'mount_eq', argv('--device=/tmp', '--key=5', '--connections=8', '/', '/tmp', '-f'))
+    write(t, 'mount_o', argv('-o', 'device=/tmp,key=3,pin_fd=0,ro,writeback,timeout=2.5',
+                             '/', '/tmp'))
+    write(t, 'init_key', argv('--init', '--key', '7', '--device', 'usb:1234', '/'))
+    write(t, 'init_rcpt', argv('--init', '--updates', '/tmp', '--recipients', 'a,b',
+                               '--device', '/tmp', '/'))
+    write(t, 'init_group', argv('--init', '--updates=/tmp', '--group', 'g', '--device', '/', '/'))
+    write(t, 'rekey', argv('--rekey', '--updates', '/tmp', '--device', '/tmp', '/', 'sub/dir'))
+    write(t, 'help', argv('--help'))
+    write(t, 'version', argv('-V'))
+    write(t, 'debug', argv('-d', '-s', '--device', 'dir:/tmp', '--sync-interval', '0',
+                           '-o', 'admin,connections=64,updates=/tmp,sync_interval=9', '/', '/tmp'))
+    write(t, 'bad_conn', argv('--connections', '65', '--device', '/tmp', '/', '/tmp'))
+    write(t, 'missing_value', argv('/', '/tmp', '--device'))
+    write(t, 'three_paths', argv('--device', '/tmp', '/', '/tmp', '/var'))
+
+
 if __name__ == '__main__':
     device_frame()
     sefile_header()
     wire_frame()
     cube_reply()
     sefile_backing()
+    fs_dirhdr()
+    fs_rcpt()
+    fs_args()
     for d in sorted(os.listdir(ROOT)):
         p = os.path.join(ROOT, d)
         if os.path.isdir(p):
