@@ -32,6 +32,7 @@ struct pending {
 	char name[FILE_NAME_MAX];
 	struct kms_upd_header h;
 	int bad;                         /* KMS_EUPD_* found in the clear checks, 0: fine */
+	int incomplete;                  /* bad because shorter than it says: maybe still arriving */
 	char why[96];
 	uint8_t *file;                   /* the whole file */
 	size_t file_len;
@@ -162,6 +163,21 @@ static int refuse(struct kms *k, struct sync_state *s, int err, const char *file
 	return kms_fail(k, err, "%s%s", msg, s->locked ? " (KMS locked: recovery update needed)" : "");
 }
 
+/* A sync that waits: a file is missing before the pending ones, or one is
+ * shorter than its header says.  A sync tool that delivers out of order
+ * or writes a file in place leaves exactly that while it works, so it is
+ * refused (nothing applied) but not counted as a failure and never locks;
+ * what does not authenticate is refused and counted (refuse). */
+static int not_yet(struct kms *k, struct sync_state *s, int err, const char *file,
+		   const char *why, struct kms_sync_report *rep)
+{
+	if (rep) {
+		snprintf(rep->refused, sizeof(rep->refused), "%s", file);
+		fill_report(k, s, rep);
+	}
+	return kms_fail(k, err, "%s: %s (waiting for it to arrive whole)", file, why);
+}
+
 /* ---- reading the folder ---- */
 
 static void pending_free(struct pending *p, size_t n)
@@ -287,6 +303,7 @@ static void check_clear(const struct sync_state *s, struct pending *p)
 		return;
 	if (kms_upd_header_parse(p->file, p->file_len, &p->h) != 0) {
 		p->bad = KMS_EUPD_CORRUPT;
+		p->incomplete = p->file_len < KMS_UPD_HEADER_LEN;
 		snprintf(p->why, sizeof(p->why), "%s", p->file_len < KMS_UPD_HEADER_LEN
 			 ? "truncated header" : "malformed header");
 		return;
@@ -304,6 +321,7 @@ static void check_clear(const struct sync_state *s, struct pending *p)
 	want = KMS_UPD_HEADER_LEN + kms_upd_sealed_len(p->h.body_len, NULL);
 	if (p->file_len != want) {
 		p->bad = KMS_EUPD_CORRUPT;
+		p->incomplete = p->file_len < want;
 		snprintf(p->why, sizeof(p->why), "%zu bytes, the header says %" PRIu64 "%s",
 			 p->file_len, want, p->file_len < want ? " (truncated)" : "");
 		return;
@@ -596,15 +614,17 @@ static int sync_plan(struct kms *k, struct cube *c, const char *dir, struct sync
 			return kms_fail(k, KMS_ENOTPROV, "no init update for this cube in %s", dir);
 		if (n == 0)
 			return KMS_OK;
-		return refuse(k, s, KMS_EUPD_GAP, p[0].name, "update(s) missing before it", rep);
+		return not_yet(k, s, KMS_EUPD_GAP, p[0].name, "update(s) missing before it", rep);
 	}
 	if (s->self && p[start].h.priority == KMS_UPD_STANDARD && p[start].counter != s->next)
-		return refuse(k, s, KMS_EUPD_GAP, p[start].name, "update(s) missing before it", rep);
+		return not_yet(k, s, KMS_EUPD_GAP, p[start].name, "update(s) missing before it", rep);
 	for (i = (size_t)start; i < n; i++) {
+		if (p[i].bad && p[i].incomplete)
+			return not_yet(k, s, p[i].bad, p[i].name, p[i].why, rep);
 		if (p[i].bad)
 			return refuse(k, s, p[i].bad, p[i].name, p[i].why, rep);
 		if (i > (size_t)start && p[i].counter != p[i - 1].counter + 1)
-			return refuse(k, s, KMS_EUPD_GAP, p[i].name, "update(s) missing before it", rep);
+			return not_yet(k, s, KMS_EUPD_GAP, p[i].name, "update(s) missing before it", rep);
 		rc = open_body(k, c, &p[i]);
 		if (rc == KMS_EUPD_CORRUPT)
 			return refuse(k, s, rc, p[i].name, "not authentic or malformed (bit flip, "

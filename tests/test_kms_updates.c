@@ -317,6 +317,52 @@ START_TEST(another_admin_cube_is_refused)
 }
 END_TEST
 
+START_TEST(arriving_files_never_lock)
+{
+	struct fx f;
+	struct kms_sync_report st, rep;
+	char p1[300], p2[300], held[320], whole[320];
+	struct stat sb;
+	uint32_t ka, kb;
+
+	fx_open(&f);
+	synced(&f, 0);
+	ck_assert_int_eq(kms_sync_status(f.u[0].k, &st), KMS_OK);
+	ka = admin_change(&f);
+	kb = admin_change(&f);
+	path_of(&f.u[0], st.next_counter, p1, sizeof(p1));
+	path_of(&f.u[0], st.next_counter + 1, p2, sizeof(p2));
+	/* A sync tool delivering the second file first: a gap, many polls. */
+	snprintf(held, sizeof(held), "%s/../held", f.u[0].dir);
+	ck_assert_int_eq(rename(p1, held), 0);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(sync_user(&f, 0, &rep), KMS_EUPD_GAP);
+		ck_assert_uint_eq(rep.failures, 0);
+		ck_assert_int_eq(rep.locked, 0);
+	}
+	/* The first arriving, written in place: shorter than it says. */
+	ck_assert_int_eq(stat(held, &sb), 0);
+	snprintf(whole, sizeof(whole), "%s/../whole", f.u[0].dir);
+	copy_file(held, whole);
+	ck_assert_int_eq(rename(held, p1), 0);
+	ck_assert_int_eq(truncate(p1, sb.st_size / 2), 0);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(sync_user(&f, 0, &rep), KMS_EUPD_CORRUPT);
+		ck_assert_uint_eq(rep.failures, 0);
+		ck_assert_int_eq(rep.locked, 0);
+		ck_assert(!key_known(&f, 0, ka));
+	}
+	/* Whole at last: both apply, in order. */
+	ck_assert_int_eq(rename(whole, p1), 0);
+	synced(&f, 0);
+	ck_assert_int_eq(kms_sync_status(f.u[0].k, &rep), KMS_OK);
+	ck_assert_uint_eq(rep.next_counter, st.next_counter + 2);
+	ck_assert(key_known(&f, 0, ka));
+	ck_assert(key_known(&f, 0, kb));
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(lock_after_failures_and_recovery)
 {
 	struct fx f;
@@ -563,6 +609,7 @@ int main(void)
 	tcase_set_timeout(tc, 55);
 	tcase_add_test(tc, each_bad_file_is_refused);
 	tcase_add_test(tc, another_admin_cube_is_refused);
+	tcase_add_test(tc, arriving_files_never_lock);
 	tcase_add_test(tc, lock_after_failures_and_recovery);
 	tcase_add_test(tc, debris_ignored_ack_and_prune);
 	tcase_add_test(tc, concurrent_admin_writes);
