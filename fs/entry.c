@@ -256,7 +256,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	}
 	if (!rc)
 		rc = mkdir_tmp(fs, dir, tmp, mode, key, &h);
-	if (!rc && renameat2(dir->fd, tmp, dir->fd, n.enc, RENAME_NOREPLACE) != 0) {
+	if (!rc && sefile_rename_noreplace(dir->fd, tmp, dir->fd, n.enc) != 0) {
 		rc = -errno;
 		remove_tmp_dir(dir, tmp);
 	}
@@ -478,7 +478,10 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		rc = fs_side_write(fs, d2->fd, &n2);
 	if (!rc && !flags)
 		rc = rename_over_dir(fs, d1, &n1, d2, &n2);
-	else if (!rc && renameat2(d1->fd, n1.enc, d2->fd, n2.enc, flags) != 0)
+	else if (!rc && flags == RENAME_NOREPLACE &&
+		 sefile_rename_noreplace(d1->fd, n1.enc, d2->fd, n2.enc) != 0)
+		rc = -errno;
+	else if (!rc && flags != RENAME_NOREPLACE && renameat2(d1->fd, n1.enc, d2->fd, n2.enc, flags) != 0)
 		rc = -errno;
 	/* The old name is gone (unless it was an exchange, or a rename onto
 	 * itself): so is its side file. */

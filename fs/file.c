@@ -174,7 +174,7 @@ int fs_file_create(struct sekeyfs *fs, int dirfd, const char *bname, mode_t mode
 		rc = fs_sefile_err(fs, rc, "create");
 		goto fail;
 	}
-	if (renameat2(dirfd, tmp, dirfd, bname, RENAME_NOREPLACE) != 0) {
+	if (sefile_rename_noreplace(dirfd, tmp, dirfd, bname) != 0) {
 		rc = -errno;
 		goto fail;
 	}

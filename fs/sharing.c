@@ -257,7 +257,7 @@ static int move_names(struct sekeyfs *fs, int dfd, const struct fs_dirhdr *h)
 		rc = fs_name_encrypt(fs, h, plain, &now);
 		if (!rc)
 			rc = fs_side_write(fs, dfd, &now);
-		if (!rc && renameat2(dfd, v[i], dfd, now.enc, RENAME_NOREPLACE) != 0)
+		if (!rc && sefile_rename_noreplace(dfd, v[i], dfd, now.enc) != 0)
 			rc = -errno;
 		if (!rc)
 			fs_side_remove(fs, dfd, &was);

@@ -743,6 +743,8 @@ static int carry_over(struct sekeyfs *fs, const char *src, const uint8_t src_id[
 	memcpy(dobj.id, dst_id, WIRE_FILE_ID_LEN);
 	dobj.key = key;
 	rc = list_backing(src, &all, &n);
+	if (rc == -EOPNOTSUPP)
+		return 0; /* a backing without xattrs (sshfs, some NFS) holds none to carry */
 	for (s = all; !rc && s < all + n; s += strlen(s) + 1) {
 		if (!is_user(s) || is_reserved(s))
 			continue;

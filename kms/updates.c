@@ -21,6 +21,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../sefile/sefile.h"
 #include "internal.h"
 #include "update_format.h"
 
@@ -652,7 +653,8 @@ int kms_file_publish(struct kms *k, const char *dir, const char *name, const uin
 		rc = kms_fail(k, KMS_EIO, "write %s: %s", tmp, strerror(errno));
 	if (close(fd) != 0 && !rc)
 		rc = kms_fail(k, KMS_EIO, "close %s: %s", tmp, strerror(errno));
-	if (!rc && renameat2(AT_FDCWD, tmp, AT_FDCWD, path, replace ? 0 : RENAME_NOREPLACE) != 0)
+	if (!rc && (replace ? renameat(AT_FDCWD, tmp, AT_FDCWD, path)
+			    : sefile_rename_noreplace(AT_FDCWD, tmp, AT_FDCWD, path)) != 0)
 		rc = kms_fail(k, errno == EEXIST ? KMS_EEXIST : KMS_EIO,
 			      "publish %s: %s (another admin writing?)", path, strerror(errno));
 	if (rc) {
@@ -759,8 +761,8 @@ static int publish_staged(struct kms *k)
 		return KMS_OK;
 	rc = sync_updates_fs(k);
 	for (size_t i = 0; !rc && i < t->n_staged; i++) {
-		if (renameat2(AT_FDCWD, t->staged_tmp[i], AT_FDCWD, t->staged_path[i],
-			      RENAME_NOREPLACE) != 0)
+		if (sefile_rename_noreplace(AT_FDCWD, t->staged_tmp[i], AT_FDCWD,
+					    t->staged_path[i]) != 0)
 			rc = kms_fail(k, errno == EEXIST ? KMS_EEXIST : KMS_EIO,
 				      "publish %s: %s (another admin writing?)", t->staged_path[i],
 				      strerror(errno));

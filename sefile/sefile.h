@@ -180,6 +180,12 @@ size_t sefile_b64_len(size_t n);                               /* chars for n by
 void sefile_b64_encode(const uint8_t *in, size_t n, char *out); /* out: len + 1, NUL-ended */
 int sefile_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen);
 
+/* renameat2(RENAME_NOREPLACE), also where the backing file system refuses
+ * the flag (sshfs, NFS, SMB: a hard link, or a check then a rename).  0,
+ * or -1 with errno (EEXIST: the new name is taken). */
+int sefile_rename_noreplace(int olddirfd, const char *oldname, int newdirfd,
+			    const char *newname);
+
 const char *sefile_strerror(int err);
 /* Message of the last error on this thread. */
 const char *sefile_errmsg(void);
