@@ -105,9 +105,10 @@ check:
 	$(MAKE) fuzz
 	$(MAKE) asan
 
-# Unit tests, then program-level and mount-level tests.
+# Unit tests, then program-level and mount-level tests, two at a time
+# (TEST_JOBS=1: one at a time).
 test: all
-	BUILD=$(BUILD) tests/run-tests.sh
+	TEST_JOBS=$${TEST_JOBS:-2} BUILD=$(BUILD) tests/run-tests.sh
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
