@@ -247,7 +247,8 @@ check "8 concurrent rmdirs" test "$(ls "$C/groups" | grep -c '^c[0-9]$')" = 0
 check "alice sees team" wait_for 15 test -d "$CA/groups/team"
 check "alice sees team's members" wait_for 5 grep -qx bob "$CA/groups/team/members"
 check "alice's status counts applied updates" bash -c "grep -q '^applied_since_mount: [1-9]' '$CA/status'"
-check "bob sees the team key" wait_for 15 test "$(cat "$CB/keys/$teamkey/state" 2>/dev/null)" = active
+bob_has_team_key() { test "$(cat "$CB/keys/$teamkey/state" 2>/dev/null)" = active; }
+check "bob sees the team key" wait_for 15 bob_has_team_key
 check "alice's find_key for bob is team's" test "$(ask "$CA/find_key" bob)" = "$teamkey"
 check "find_key by group" test "$(ask "$CA/find_key" group:team)" = "$teamkey"
 check "find_key unknown user: ENOKEY" fails_with "$NOKEY" ask "$CA/find_key" mallory
@@ -276,10 +277,16 @@ check "remove bob" put "$C/groups/team/remove_member" bob
 check "rotation: a new active key" test "$(cat "$C/groups/team/active_key")" != "$teamkey"
 newkey=$(cat "$C/groups/team/active_key")
 check "old key deactivated" test "$(cat "$C/keys/$teamkey/state")" = deactivated
-check "alice gets the new key" wait_for 15 test "$(cat "$CA/groups/team/active_key" 2>/dev/null)" = "$newkey"
+alice_has_new_key() { test "$(cat "$CA/groups/team/active_key" 2>/dev/null)" = "$newkey"; }
+# (a function: wait_for must read the file again on every try)
+check "alice gets the new key" wait_for 15 alice_has_new_key
 check "bob's view loses team" wait_for 15 test ! -e "$CB/groups/team"
-echo after >"$MA/teamdir/new.txt" || bad "write new.txt"
+# Before anyone writes there again: his old file, under the old key
+# (deactivated now, still decrypting), is still his.  (The next new name
+# in teamdir moves its names to the new key: then he cannot look them up.)
+sleep 1.2   # his entry cache
 check "bob still reads old.txt" grep -qx before "$MB/teamdir/old.txt"
+echo after >"$MA/teamdir/new.txt" || bad "write new.txt"
 check "bob cannot read new.txt" bash -c "! cat '$MB/teamdir/new.txt' >/dev/null 2>&1"
 check "alice reads new.txt" grep -qx after "$MA/teamdir/new.txt"
 check "sekey status on bob's cube" bash -c "'$K' --device '$work/bob.cube' --pin-file '$work/user.pin' --json status 2>/dev/null | grep -q '\"locked\":false'"
@@ -294,7 +301,8 @@ umount_as hidden
 kill -9 "$(cat "$work/alice.cube/secube-emu.pid")"
 sleep 0.3
 check "alice's KMS comes back" wait_for 20 grep -qx "state: synced" "$CA/status"
-check "alice's KMS finds keys again" wait_for 10 test "$(ask "$CA/find_key" group:team 2>/dev/null)" = "$newkey"
+alice_finds_team_key() { test "$(ask "$CA/find_key" group:team 2>/dev/null)" = "$newkey"; }
+check "alice's KMS finds keys again" wait_for 10 alice_finds_team_key
 # The file system's own cube pool notices the cube is gone on its first
 # failed call (EIO, docs/MOUNT.md) and reconnects for the next.
 bash -c "echo again >'$MA/teamdir/again.txt'" 2>/dev/null || echo again >"$MA/teamdir/again.txt" ||
