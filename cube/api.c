@@ -707,6 +707,103 @@ int cube_siv_decrypt(struct cube *c, uint32_t key_id, const uint8_t *ad, size_t 
 	return siv_call(c, WIRE_OP_SIV_DECRYPT, key_id, ad, ad_len, in, len, out, len - WIRE_TAG_LEN);
 }
 
+/* Clear every output of a batch (those whose length is in range: the
+ * others' buffers have no size we can trust) and give every item status
+ * st; returns st. */
+static int siv_batch_fail(struct cube_siv_item *items, size_t n, int st)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].out && items[i].len >= WIRE_TAG_LEN &&
+		    items[i].len <= WIRE_SIV_MAX + WIRE_TAG_LEN)
+			OPENSSL_cleanse(items[i].out, items[i].len - WIRE_TAG_LEN);
+		items[i].status = st;
+	}
+	return st;
+}
+
+/* The reply: u32 n, then per item u8 status (OK or INTEGRITY) and the
+ * plaintext of exactly the expected length (none on INTEGRITY). */
+static int take_siv_batch(const struct cube_reply *r, struct cube_siv_item *items, size_t n)
+{
+	struct wbuf b;
+	const uint8_t *p;
+	uint32_t got_n = 0, len;
+	uint8_t st;
+
+	wbuf_reader(&b, r->body, r->len);
+	if (wbuf_get_u32(&b, &got_n) != 0 || got_n != n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (wbuf_get_u8(&b, &st) != 0 || wbuf_get_lenbytes(&b, &p, &len, WIRE_SIV_MAX) != 0)
+			return -1;
+		if (st == WIRE_ST_OK && len == items[i].len - WIRE_TAG_LEN) {
+			memcpy(items[i].out, p, len);
+			items[i].status = CUBE_OK;
+		} else if (st == WIRE_ST_INTEGRITY && len == 0) {
+			items[i].status = CUBE_EINTEGRITY;
+		} else {
+			return -1;
+		}
+	}
+	return wbuf_done(&b) ? 0 : -1;
+}
+
+/* A device without SIV_DECRYPT_BATCH (older firmware): the same answers,
+ * one SIV_DECRYPT per item. */
+static int siv_batch_one_by_one(struct cube *c, uint32_t key_id, struct cube_siv_item *items,
+				size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = cube_siv_decrypt(c, key_id, items[i].ad, items[i].ad_len, items[i].in,
+					  items[i].len, items[i].out);
+
+		if (rc != CUBE_OK && rc != CUBE_EINTEGRITY)
+			return siv_batch_fail(items, n, rc);
+		items[i].status = rc;
+	}
+	return cube_ok(c);
+}
+
+int cube_siv_decrypt_batch(struct cube *c, uint32_t key_id, struct cube_siv_item *items, size_t n)
+{
+	struct cube_reply r;
+	struct wbuf b;
+	size_t i;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+
+	if (!items || n == 0 || n > WIRE_SIV_BATCH_MAX)
+		return cube_fail(c, CUBE_EINVAL, "SIV_DECRYPT_BATCH: %zu items (1 to %d)", n,
+				 WIRE_SIV_BATCH_MAX);
+	for (i = 0; i < n; i++) {
+		if (!items[i].in || !items[i].out || items[i].len < WIRE_TAG_LEN ||
+		    items[i].len > WIRE_SIV_MAX + WIRE_TAG_LEN || items[i].ad_len > WIRE_DATA_MAX ||
+		    (items[i].ad_len && !items[i].ad))
+			return siv_batch_fail(items, n, cube_fail(c, CUBE_EINVAL,
+				"SIV_DECRYPT_BATCH: item %zu: %zu bytes (16 to %d), ad %zu bytes (at most %d)",
+				i, items[i].len, WIRE_SIV_MAX + WIRE_TAG_LEN, items[i].ad_len, WIRE_DATA_MAX));
+	}
+	siv_batch_fail(items, n, CUBE_EINVAL);
+	wbuf_writer(&b, c->tx, WIRE_MAX_BODY);
+	wbuf_put_u32(&b, key_id);
+	wbuf_put_u32(&b, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		wbuf_put_lenbytes(&b, items[i].ad, (uint32_t)items[i].ad_len);
+		wbuf_put_lenbytes(&b, items[i].in, (uint32_t)items[i].len);
+	}
+	if (!wbuf_ok(&b))
+		return siv_batch_fail(items, n, cube_fail(c, CUBE_EINVAL, "SIV_DECRYPT_BATCH: request too large"));
+	rc = cube_call(c, WIRE_OP_SIV_DECRYPT_BATCH, 0, c->tx, b.pos, -1, &r);
+	if (rc == CUBE_EPROTO && r.h.status == WIRE_ST_UNKNOWN_OP)
+		return siv_batch_one_by_one(c, key_id, items, n);
+	if (rc != CUBE_OK)
+		return siv_batch_fail(items, n, about_key(c, rc, key_id));
+	if (take_siv_batch(&r, items, n) != 0)
+		return siv_batch_fail(items, n, cube_fail(c, CUBE_EPROTO, "SIV_DECRYPT_BATCH: malformed reply"));
+	return cube_ok(c);
+}
+
 int cube_hmac(struct cube *c, uint32_t key_id, const uint8_t *data, size_t len, uint8_t mac[32])
 {
 	struct cube_reply r;

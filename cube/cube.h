@@ -186,6 +186,21 @@ int cube_siv_encrypt(struct cube *c, uint32_t key_id, const uint8_t *ad, size_t 
 /* in is siv || ct (len >= 16); out gets len - 16 bytes. */
 int cube_siv_decrypt(struct cube *c, uint32_t key_id, const uint8_t *ad, size_t ad_len,
 		     const uint8_t *in, size_t len, uint8_t *out);
+/* One item of cube_siv_decrypt_batch. */
+struct cube_siv_item {
+	const uint8_t *ad;     /* associated data, ad_len <= WIRE_DATA_MAX */
+	size_t ad_len;
+	const uint8_t *in;     /* siv || ct, 16 .. WIRE_SIV_MAX + 16 bytes */
+	size_t len;
+	uint8_t *out;          /* gets len - 16 bytes (zeros unless status is CUBE_OK) */
+	int status;            /* set by the call: CUBE_OK or CUBE_EINTEGRITY */
+};
+/* cube_siv_decrypt of n (1..WIRE_SIV_BATCH_MAX) independent items under
+ * key_id in one round trip.  CUBE_OK when the cube answered every item
+ * (each item's status then says whether it authenticated); any other code
+ * fails the whole batch (every status is that code, every out zeros).  A
+ * device without the op (UNKNOWN_OP) is asked one item at a time. */
+int cube_siv_decrypt_batch(struct cube *c, uint32_t key_id, struct cube_siv_item *items, size_t n);
 int cube_hmac(struct cube *c, uint32_t key_id, const uint8_t *data, size_t len, uint8_t mac[32]);
 int cube_random(struct cube *c, void *out, size_t n);
 int cube_digest(struct cube *c, const uint8_t *data, size_t len, uint8_t sha256[32]);

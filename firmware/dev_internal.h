@@ -6,7 +6,7 @@
  *   dev_session.c  HELLO, FACTORY_INIT, LOGIN, LOGOUT, SET_PIN, FACTORY_RESET
  *   dev_keys.c     KEY_*, CHANNEL_DERIVE, key usage and validity rules
  *   dev_bulk.c     SEAL, OPEN (sector encryption, the hot path), frame tags
- *   dev_misc.c     SIV, HMAC, RANDOM, DIGEST, CLOCK_SET, SELFTEST
+ *   dev_misc.c     SIV (single and batched), HMAC, RANDOM, DIGEST, CLOCK_SET, SELFTEST
  */
 #ifndef SEKEYFS_DEV_INTERNAL_H
 #define SEKEYFS_DEV_INTERNAL_H
@@ -105,6 +105,7 @@ int dev_op_open(struct device *d, struct request *r, struct wbuf *resp);
 /* dev_misc.c */
 int dev_op_siv_encrypt(struct device *d, struct request *r, struct wbuf *resp);
 int dev_op_siv_decrypt(struct device *d, struct request *r, struct wbuf *resp);
+int dev_op_siv_decrypt_batch(struct device *d, struct request *r, struct wbuf *resp);
 int dev_op_hmac(struct device *d, struct request *r, struct wbuf *resp);
 int dev_op_random(struct device *d, struct request *r, struct wbuf *resp);
 int dev_op_digest(struct device *d, struct request *r, struct wbuf *resp);

@@ -1,6 +1,7 @@
 /*
- * dev_misc.c - the small ops: SIV_ENCRYPT / SIV_DECRYPT (file names),
- * HMAC, RANDOM, DIGEST, CLOCK_SET and SELFTEST.
+ * dev_misc.c - the small ops: SIV_ENCRYPT, SIV_DECRYPT and
+ * SIV_DECRYPT_BATCH (file names), HMAC, RANDOM, DIGEST, CLOCK_SET and
+ * SELFTEST.
  */
 #include "dev_internal.h"
 
@@ -81,6 +82,87 @@ int dev_op_siv_decrypt(struct device *d, struct request *r, struct wbuf *resp)
 	else if (fw_siv_decrypt(key, sizeof(key), q.ad, q.ad_len, q.data, q.data_len, out) != 0)
 		st = WIRE_ST_INTEGRITY;
 	fw_wipe(key, sizeof(key));
+	return st;
+}
+
+/* ---- SIV_DECRYPT_BATCH ---- */
+
+/* Walk the n items once, checking every length before any key is loaded:
+ * each ad <= WIRE_DATA_MAX, each siv||ct 16..WIRE_SIV_MAX+16, no trailing
+ * bytes.  items is left at the first item. */
+static int check_siv_batch(struct request *r, uint32_t *key_id, uint32_t *n, struct wbuf *items)
+{
+	const uint8_t *p;
+	uint32_t i, len;
+
+	wbuf_get_u32(&r->body, key_id);
+	wbuf_get_u32(&r->body, n);
+	if (!wbuf_ok(&r->body))
+		return WIRE_ST_MALFORMED;
+	if (*n == 0 || *n > WIRE_SIV_BATCH_MAX)
+		return WIRE_ST_INVALID;
+	*items = r->body;
+	for (i = 0; i < *n; i++) {
+		wbuf_get_lenbytes(&r->body, &p, &len, WIRE_DATA_MAX);
+		wbuf_get_lenbytes(&r->body, &p, &len, WIRE_SIV_MAX + SIV_TAG);
+		if (!wbuf_ok(&r->body))
+			return WIRE_ST_MALFORMED;
+		if (len < SIV_TAG)
+			return WIRE_ST_INVALID;
+	}
+	return wbuf_done(&r->body) ? WIRE_ST_OK : WIRE_ST_MALFORMED;
+}
+
+/* One item into resp: u8 status lenbytes plaintext.  The SIV key is
+ * derived again only when the ad changes (a directory's names share it). */
+static int siv_batch_item(const struct ks_key *k, struct wbuf *items,
+			  const uint8_t **last_ad, uint32_t *last_ad_len, uint8_t key[64],
+			  uint8_t pt[WIRE_SIV_MAX], struct wbuf *resp)
+{
+	const uint8_t *ad, *ct;
+	uint32_t ad_len, ct_len;
+	int ok;
+
+	wbuf_get_lenbytes(items, &ad, &ad_len, WIRE_DATA_MAX);
+	wbuf_get_lenbytes(items, &ct, &ct_len, WIRE_SIV_MAX + SIV_TAG);
+	if (!wbuf_ok(items))
+		return WIRE_ST_INTERNAL; /* checked before: cannot happen */
+	if (*last_ad == NULL || ad_len != *last_ad_len || (ad_len && memcmp(ad, *last_ad, ad_len) != 0)) {
+		*last_ad = NULL;
+		if (fw_hkdf_sha256((const uint8_t *)SIV_SALT, strlen(SIV_SALT), k->value, k->len, ad,
+				   ad_len, key, 64) != 0)
+			return WIRE_ST_INTERNAL;
+		*last_ad = ad;
+		*last_ad_len = ad_len;
+	}
+	ok = fw_siv_decrypt(key, 64, ad, ad_len, ct, ct_len, pt) == 0;
+	if (wbuf_put_u8(resp, ok ? WIRE_ST_OK : WIRE_ST_INTEGRITY) != 0 ||
+	    wbuf_put_lenbytes(resp, pt, ok ? ct_len - SIV_TAG : 0) != 0)
+		return WIRE_ST_INTERNAL;
+	return WIRE_ST_OK;
+}
+
+int dev_op_siv_decrypt_batch(struct device *d, struct request *r, struct wbuf *resp)
+{
+	struct wbuf items;
+	struct ks_key k;
+	const uint8_t *last_ad = NULL;
+	uint32_t key_id = 0, n = 0, last_ad_len = 0, i;
+	uint8_t key[64], pt[WIRE_SIV_MAX];
+	int st = check_siv_batch(r, &key_id, &n, &items);
+
+	if (st != WIRE_ST_OK)
+		return st;
+	st = dev_key_use(d, key_id, WIRE_USE_DECRYPT, 0, &k);
+	if (st != WIRE_ST_OK)
+		return st;
+	if (wbuf_put_u32(resp, n) != 0)
+		st = WIRE_ST_INTERNAL;
+	for (i = 0; i < n && st == WIRE_ST_OK; i++)
+		st = siv_batch_item(&k, &items, &last_ad, &last_ad_len, key, pt, resp);
+	fw_wipe(&k, sizeof(k));
+	fw_wipe(key, sizeof(key));
+	fw_wipe(pt, sizeof(pt));
 	return st;
 }
 

@@ -280,6 +280,7 @@ static const struct op_entry op_table[DEV_OP_TABLE_LEN] = {
 	[WIRE_OP_DIGEST] = { dev_op_digest, 4, PERM_USER, IN_READY },
 	[WIRE_OP_CLOCK_SET] = { dev_op_clock_set, 8, PERM_ADMIN, IN_READY },
 	[WIRE_OP_SELFTEST] = { dev_op_selftest, 0, PERM_ANY, IN_BLANK | IN_READY | IN_LOCKED },
+	[WIRE_OP_SIV_DECRYPT_BATCH] = { dev_op_siv_decrypt_batch, 8, PERM_USER, IN_READY },
 #ifdef SECUBE_TEST_BACKDOOR
 	[DEV_OP_TEST_REVEAL] = { dev_op_test_reveal, 1 + 4, PERM_ADMIN, IN_READY },
 #endif

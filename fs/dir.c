@@ -4,12 +4,15 @@
  * directory ID and the key its entries' names are encrypted under), cached
  * in the directory's inode so a lookup costs one name encryption and one
  * fstatat; and the encrypted names themselves, with the side files of long
- * names.
+ * names, decrypted a batch at a time (one cube request for a readdir's
+ * worth of names).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -428,69 +431,190 @@ static int read_side(struct sekeyfs *fs, int dirfd, const char *bname, char *ful
 	return 0;
 }
 
-int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
-		    const char *bname, char *out, size_t cap)
+/*
+ * Decrypting names in batches: one cube request for a whole readdir's
+ * worth of names (SIV_DECRYPT_BATCH) instead of one per name.
+ */
+
+/* Side-file content of the long names of a batch. */
+typedef char fs_full_name[SEFILE_ENCNAME_FULL_MAX + 2];
+
+/* The names of one batch that go to the cube: items[k] is v[map[k]]. */
+struct name_round {
+	struct sefile_name_item *items;
+	size_t *map;
+	size_t m;
+};
+
+/* One cube pass over the names of r under key: those that decrypt are
+ * done (rc 0, cached when short) and leave r, the rest stay in r with
+ * their sefile codes. */
+static void name_round_run(struct sekeyfs *fs, const struct fs_dirhdr *h, uint32_t key,
+			   struct fs_dirent *v, struct name_round *r)
 {
-	char full[SEFILE_ENCNAME_FULL_MAX + 2];
-	const char *enc = bname;
-	struct fs_dirhdr hk;
-	int rc;
+	struct fs_dirhdr hk = *h;
+	size_t k, left = 0;
 
-	if (bname[0] == '.' || sefile_name_is_side_file(bname))
-		return 1;
-	if (sefile_name_is_long(bname)) {
-		rc = read_side(fs, dirfd, bname, full, sizeof(full));
-		if (rc)
-			return rc;
-		enc = full;
+	hk.name_key = key;
+	sefile_name_decrypt_batch(fs->pool, key, h->dir_id, r->items, r->m);
+	for (k = 0; k < r->m; k++) {
+		struct fs_dirent *e = &v[r->map[k]];
+
+		if (r->items[k].rc != SEFILE_OK) {
+			r->items[left] = r->items[k];
+			r->map[left++] = r->map[k];
+			continue;
+		}
+		e->rc = 0;
+		/* The pair is authentic (SIV): a later lookup, unlink or rename
+		 * of this name needs no cube call. */
+		if (r->items[k].enc == e->bname) {
+			struct fs_name n;
+
+			snprintf(n.enc, sizeof(n.enc), "%s", e->bname);
+			n.is_long = 0;
+			fs_namecache_put(fs, &hk, e->name, &n);
+		}
 	}
-	rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
+	r->m = left;
+}
+
+/* The names left in r are skipped: each logged, the cube's own failure
+ * (not a name's) logged once. */
+static void name_round_fail(struct sekeyfs *fs, struct fs_dirent *v, const struct name_round *r)
+{
+	int whole = 0;
+	size_t k;
+
+	for (k = 0; k < r->m; k++) {
+		struct fs_dirent *e = &v[r->map[k]];
+		int code = r->items[k].rc;
+
+		if (code == SEFILE_EINTEGRITY) {
+			fs_log(fs, LOG_ERR, "readdir: skipped an entry: integrity: name \"%.64s\" "
+			       "does not authenticate (tampered, moved from another directory, or another key)",
+			       r->items[k].enc);
+			e->rc = -EIO;
+		} else if (!whole) {
+			whole = fs_sefile_err(fs, code, "readdir: skipped entries");
+			e->rc = whole;
+		} else {
+			e->rc = whole;
+		}
+	}
+}
+
+void fs_names_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
+		      struct fs_dirent *v, size_t n)
+{
+	struct name_round r = { NULL, NULL, 0 };
+	fs_full_name *full = NULL;
+	size_t i, n_full = 0;
+
+	for (i = 0; i < n; i++) {
+		v[i].name[0] = '\0';
+		v[i].rc = 1;
+		if (v[i].bname[0] != '.' && !sefile_name_is_side_file(v[i].bname))
+			v[i].rc = -EIO;
+		if (v[i].rc < 0 && sefile_name_is_long(v[i].bname))
+			n_full++;
+	}
+	r.items = calloc(n ? n : 1, sizeof(*r.items));
+	r.map = calloc(n ? n : 1, sizeof(*r.map));
+	full = n_full ? calloc(n_full, sizeof(*full)) : NULL;
+	if (!r.items || !r.map || (n_full && !full)) {
+		for (i = 0; i < n; i++)
+			if (v[i].rc < 0)
+				v[i].rc = -ENOMEM;
+		goto out;
+	}
+	n_full = 0;
+	for (i = 0; i < n; i++) {
+		const char *enc = v[i].bname;
+
+		if (v[i].rc > 0)
+			continue;
+		if (sefile_name_is_long(v[i].bname)) {
+			v[i].rc = read_side(fs, dirfd, v[i].bname, full[n_full], sizeof(full[n_full]));
+			if (v[i].rc)
+				continue;
+			enc = full[n_full++];
+			v[i].rc = -EIO;
+		}
+		r.items[r.m] = (struct sefile_name_item){ .enc = enc, .out = v[i].name,
+							  .out_cap = sizeof(v[i].name) };
+		r.map[r.m++] = i;
+	}
+	if (r.m)
+		name_round_run(fs, h, h->name_key, v, &r);
 	/* Names moving to a new key: the ones not moved yet are under the old. */
-	if (rc != SEFILE_OK && h->old_key) {
-		hk = *h;
-		hk.name_key = h->old_key;
-		h = &hk;
-		rc = sefile_name_decrypt(fs->pool, h->name_key, h->dir_id, enc, out, cap);
-	}
-	if (rc != SEFILE_OK)
-		return fs_sefile_err(fs, rc, "readdir: skipped an entry");
-	/* The pair is authentic (SIV): a later lookup, unlink or rename of
-	 * this name needs no cube call. */
-	if (enc == bname) {
-		struct fs_name n;
+	if (r.m && h->old_key)
+		name_round_run(fs, h, h->old_key, v, &r);
+	name_round_fail(fs, v, &r);
+out:
+	free(r.items);
+	free(r.map);
+	free(full);
+}
 
-		snprintf(n.enc, sizeof(n.enc), "%s", bname);
-		n.is_long = 0;
-		fs_namecache_put(fs, h, out, &n);
+/* Read up to cap entries of dp into v (names and what readdir says of
+ * them).  The count, or -errno if reading failed before any entry. */
+ssize_t fs_dirents_read(DIR *dp, struct fs_dirent *v, size_t cap)
+{
+	struct dirent *de;
+	size_t n = 0;
+
+	while (n < cap) {
+		errno = 0;
+		de = readdir(dp);
+		if (!de)
+			return n == 0 && errno ? -errno : (ssize_t)n;
+		if (strlen(de->d_name) >= sizeof(v[n].bname))
+			continue; /* longer than any backing name the mount makes */
+		strcpy(v[n].bname, de->d_name);
+		v[n].ino = de->d_ino;
+		v[n].type = de->d_type;
+		v[n].off = de->d_off;
+		n++;
 	}
-	return 0;
+	return (ssize_t)n;
 }
 
 int fs_name_scan(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h, const char *name,
 		 struct fs_name *out)
 {
-	char plain[SEFILE_NAME_MAX + 1];
-	struct dirent *de;
-	DIR *dp;
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -ENOENT;
+	struct fs_dirent *v = calloc(FS_DIRENT_BATCH, sizeof(*v));
+	DIR *dp = NULL;
+	ssize_t got = 0;
+	int fd = -1, rc = -ENOENT;
+	size_t i;
 
-	if (fd < 0)
-		return -errno;
+	fd = v ? openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		rc = v ? -errno : -ENOMEM;
+		free(v);
+		return rc;
+	}
 	dp = fdopendir(fd);
 	if (!dp) {
 		rc = -errno;
 		close(fd);
+		free(v);
 		return rc;
 	}
-	while (rc == -ENOENT && (de = readdir(dp)) != NULL) {
-		if (fs_name_decrypt(fs, fd, h, de->d_name, plain, sizeof(plain)) != 0 ||
-		    strcmp(plain, name) != 0)
-			continue;
-		memset(out, 0, sizeof(*out));
-		snprintf(out->enc, sizeof(out->enc), "%s", de->d_name);
-		out->is_long = sefile_name_is_long(de->d_name);
-		rc = 0;
+	while (rc == -ENOENT && (got = fs_dirents_read(dp, v, FS_DIRENT_BATCH)) > 0) {
+		fs_names_decrypt(fs, fd, h, v, (size_t)got);
+		for (i = 0; i < (size_t)got && rc == -ENOENT; i++) {
+			if (v[i].rc != 0 || strcmp(v[i].name, name) != 0)
+				continue;
+			memset(out, 0, sizeof(*out));
+			snprintf(out->enc, sizeof(out->enc), "%s", v[i].bname);
+			out->is_long = sefile_name_is_long(v[i].bname);
+			rc = 0;
+		}
 	}
 	closedir(dp);
+	OPENSSL_cleanse(v, FS_DIRENT_BATCH * sizeof(*v));
+	free(v);
 	return rc;
 }

@@ -131,9 +131,12 @@ struct fs_handle {
 /* An open directory (fi->fh). */
 struct fs_dirhandle {
 	DIR *dp;
-	off_t offset;
-	struct dirent *entry;       /* pending entry that did not fit */
+	off_t offset;               /* where the next entry to reply starts */
 	struct fs_dirhdr hdr;
+	/* Entries read from dp and decrypted, not replied yet: [next, count);
+	 * the first of them starts at offset. */
+	struct fs_dirent *ahead;    /* FS_DIRENT_BATCH of them */
+	size_t next, count;
 };
 
 /* ---- log.c ---- */
@@ -194,10 +197,28 @@ void fs_side_name(const char *enc, char *out, size_t cap);
 int fs_side_write(struct sekeyfs *fs, int dirfd, const struct fs_name *n);
 /* Drop a long name's side file (after its entry is gone). */
 void fs_side_remove(struct sekeyfs *fs, int dirfd, const struct fs_name *n);
-/* Plaintext of backing name bname in dirfd; 0, 1 = not an entry (skip),
- * or -errno (logged: undecryptable names are skipped by readdir). */
-int fs_name_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
-		    const char *bname, char *out, size_t cap);
+/* A backing directory entry and its decrypted name. */
+struct fs_dirent {
+	char bname[256];                 /* backing name */
+	ino_t ino;
+	unsigned char type;              /* d_type */
+	off_t off;                       /* telldir cookie of the next entry */
+	char name[SEFILE_NAME_MAX + 1];  /* plaintext, when rc is 0 */
+	/* 0 (name holds the plaintext), 1 = not an entry (dot-names, side
+	 * files), or -errno (logged: undecryptable names are skipped) */
+	int rc;
+};
+/* Entries read ahead and decrypted in one cube request (readdir, scans). */
+#define FS_DIRENT_BATCH 64
+/* Decrypt the backing names of v[0..n) (bname in; name and rc out) of
+ * directory dirfd with header h, in as few cube requests as
+ * WIRE_SIV_BATCH_MAX allows (names not moved yet to a new key are tried
+ * under h->old_key); decrypted short names go into the name cache. */
+void fs_names_decrypt(struct sekeyfs *fs, int dirfd, const struct fs_dirhdr *h,
+		      struct fs_dirent *v, size_t n);
+/* Up to cap entries of dp into v (bname, ino, type, off).  The count (0 at
+ * the end), or -errno if reading failed before any entry. */
+ssize_t fs_dirents_read(DIR *dp, struct fs_dirent *v, size_t cap);
 /* Find name among the entries of dirfd by decrypting them (when the
  * directory's name key may no longer encrypt: rotated or retired).
  * 0 with out filled, -ENOENT, or -errno. */

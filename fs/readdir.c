@@ -5,10 +5,14 @@
  * and long-name side files are not entries; a name that does not decrypt
  * (tampered, moved from another directory, another key) is skipped and
  * logged, never shown garbled.  Offsets are the backing directory's own
- * (telldir), as in libfuse's passthrough_ll.c.
+ * (telldir), as in libfuse's passthrough_ll.c.  Entries are read ahead
+ * FS_DIRENT_BATCH at a time and their names decrypted in one cube request
+ * (SIV_DECRYPT_BATCH); those that do not fit a reply wait in the handle
+ * for the next call at the same offset.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +24,17 @@ static struct fs_dirhandle *dirhandle_of(struct fuse_file_info *fi)
 	return (struct fs_dirhandle *)(uintptr_t)fi->fh;
 }
 
+/* Frees a handle (not its DIR); the names read ahead are wiped. */
+static void dirhandle_free(struct fs_dirhandle *d)
+{
+	if (!d)
+		return;
+	if (d->ahead)
+		OPENSSL_cleanse(d->ahead, FS_DIRENT_BATCH * sizeof(*d->ahead));
+	free(d->ahead);
+	free(d);
+}
+
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sekeyfs *fs = fuse_req_userdata(req);
@@ -27,7 +42,9 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_dirhandle *d = calloc(1, sizeof(*d));
 	int fd = -1, rc;
 
-	rc = d ? fs_dirhdr_get(fs, p, &d->hdr) : -ENOMEM;
+	if (d)
+		d->ahead = calloc(FS_DIRENT_BATCH, sizeof(*d->ahead));
+	rc = !d || !d->ahead ? -ENOMEM : fs_dirhdr_get(fs, p, &d->hdr);
 	if (!rc) {
 		fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		rc = fd < 0 ? -errno : 0;
@@ -39,7 +56,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc) {
 		if (fd >= 0)
 			close(fd);
-		free(d);
+		dirhandle_free(d);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -50,27 +67,27 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		closedir(d->dp);
-		free(d);
+		dirhandle_free(d);
 	}
 }
 
 /* Add one decrypted entry; returns the bytes it took (0: no room). */
 static size_t add_entry(fuse_req_t req, struct sekeyfs *fs, struct fs_inode *dir, int plus,
-			char *buf, size_t room, const char *name, const struct dirent *de,
+			char *buf, size_t room, const char *name, const struct fs_dirent *de,
 			off_t next)
 {
 	struct fuse_entry_param e;
 	size_t used;
 
 	memset(&e, 0, sizeof(e));
-	e.attr.st_ino = de->d_ino;
-	e.attr.st_mode = (mode_t)de->d_type << 12;
+	e.attr.st_ino = de->ino;
+	e.attr.st_mode = (mode_t)de->type << 12;
 	if (!plus)
 		return fuse_add_direntry(req, buf, room, name, &e.attr, next);
 	if (strcmp(name, ".") && strcmp(name, "..")) {
 		struct fs_inode *p;
 
-		if (fs_inode_lookup(fs, dir, de->d_name, &p, &e.attr) != 0)
+		if (fs_inode_lookup(fs, dir, de->bname, &p, &e.attr) != 0)
 			return (size_t)-1;  /* gone meanwhile: skip it */
 		e.ino = (uintptr_t)p;
 		e.attr_timeout = fs->cfg.timeout;
@@ -97,13 +114,34 @@ static size_t add_control_entry(fuse_req_t req, struct sekeyfs *fs, int plus, ch
 	return fuse_add_direntry_plus(req, buf, room, fs_ctl_dir_name(), &e, next);
 }
 
+/*
+ * Read the next FS_DIRENT_BATCH backing entries and decrypt their names
+ * in one cube request.  The root's header is not decrypted: /.sekey/
+ * takes its place.  0, or -errno if reading failed before any entry
+ * (count stays 0 at the end of the directory).
+ */
+static int read_ahead(struct sekeyfs *fs, struct fs_dirhandle *d)
+{
+	ssize_t got = fs_dirents_read(d->dp, d->ahead, FS_DIRENT_BATCH);
+
+	d->next = d->count = 0;
+	if (got < 0)
+		return (int)got;
+	d->count = (size_t)got;
+	/* Dot-names, the header and temporary names start with '.':
+	 * fs_names_decrypt leaves those (rc 1) without a cube call. */
+	fs_names_decrypt(fs, dirfd(d->dp), &d->hdr, d->ahead, d->count);
+	return 0;
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
 	struct sekeyfs *fs = fuse_req_userdata(req);
 	struct fs_inode *dir = fs_inode_of(fs, ino);
 	struct fs_dirhandle *d = dirhandle_of(fi);
-	char *buf = malloc(size), name[SEFILE_NAME_MAX + 1];
+	char *buf = malloc(size);
+	struct fs_dirent *de;
 	size_t pos = 0, used;
 	const char *shown;
 	int rc = 0;
@@ -113,46 +151,38 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (off != d->offset) {
+		/* Entries read ahead belong to the old position. */
 		seekdir(d->dp, off);
-		d->entry = NULL;
+		d->next = d->count = 0;
 		d->offset = off;
 	}
 	for (;;) {
-		if (!d->entry) {
-			errno = 0;
-			d->entry = readdir(d->dp);
-			if (!d->entry) {
-				rc = errno ? -errno : 0;
+		if (d->next == d->count) {
+			rc = read_ahead(fs, d);
+			if (rc || d->count == 0)
 				break;
-			}
 		}
-		shown = d->entry->d_name;
-		if (dir == &fs->root && !strcmp(shown, SEKEYFS_DIRHDR_NAME)) {
+		de = &d->ahead[d->next];
+		if (dir == &fs->root && !strcmp(de->bname, SEKEYFS_DIRHDR_NAME)) {
 			/* /.sekey/ is listed in the place of the root's header. */
-			used = add_control_entry(req, fs, plus, buf + pos, size - pos,
-						 d->entry->d_off);
+			used = add_control_entry(req, fs, plus, buf + pos, size - pos, de->off);
 			if (used > size - pos)
 				break;
 			pos += used;
-			d->offset = d->entry->d_off;
-			d->entry = NULL;
+			d->offset = de->off;
+			d->next++;
 			continue;
 		}
-		if (strcmp(shown, ".") && strcmp(shown, "..")) {
-			rc = fs_name_decrypt(fs, dirfd(d->dp), &d->hdr, d->entry->d_name, name,
-					     sizeof(name));
-			shown = rc == 0 ? name : NULL;
-			rc = 0;
-		}
-		used = shown ? add_entry(req, fs, dir, plus, buf + pos, size - pos, shown, d->entry,
-					 d->entry->d_off)
+		shown = !strcmp(de->bname, ".") || !strcmp(de->bname, "..") ? de->bname
+			: de->rc == 0 ? de->name : NULL;
+		used = shown ? add_entry(req, fs, dir, plus, buf + pos, size - pos, shown, de, de->off)
 			     : (size_t)-1;
 		if (used != (size_t)-1 && used > size - pos)
 			break;  /* no room: this entry opens the next call */
 		if (used != (size_t)-1)
 			pos += used;
-		d->offset = d->entry->d_off;
-		d->entry = NULL;
+		d->offset = de->off;
+		d->next++;
 	}
 	/* An error after some entries is reported on the next call. */
 	if (rc && pos == 0)
@@ -179,7 +209,7 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_dirhandle *d = dirhandle_of(fi);
 
 	closedir(d->dp);
-	free(d);
+	dirhandle_free(d);
 	fuse_reply_err(req, 0);
 }
 

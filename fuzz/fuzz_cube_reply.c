@@ -343,6 +343,24 @@ static int call_small(struct cube *c, struct script *s, uint8_t sel)
 		return rc;
 	}
 	case 4: return cube_digest(c, in, len, mac);
+	case 6: { /* SIV_DECRYPT_BATCH: per-item statuses, failed items zeroed */
+		struct cube_siv_item it[3];
+		uint8_t pts[3][64];
+		size_t n = 1 + len % 3, i, j;
+		int rc;
+
+		memset(pts, 0xa5, sizeof(pts));
+		for (i = 0; i < n; i++)
+			it[i] = (struct cube_siv_item){ in, 16, in, WIRE_TAG_LEN + (len + i) % 48, pts[i], 99 };
+		rc = cube_siv_decrypt_batch(c, key, it, n);
+		for (i = 0; i < n; i++) {
+			check(rc == CUBE_OK ? it[i].status == CUBE_OK || it[i].status == CUBE_EINTEGRITY
+					    : it[i].status == rc);
+			for (j = 0; it[i].status != CUBE_OK && j < it[i].len - WIRE_TAG_LEN; j++)
+				check(pts[i][j] == 0);
+		}
+		return rc;
+	}
 	default: {
 		char report[32];
 		unsigned failed = 99;
@@ -378,7 +396,7 @@ static int one_call(struct cube *c, struct script *s)
 	case 0: return call_device(c, s, (uint8_t)((sel >> 2) % 7));
 	case 1: return call_keys(c, s, (uint8_t)((sel >> 2) % 8));
 	case 2: return call_bulk(c, s, sel & 4);
-	default: return call_small(c, s, (uint8_t)((sel >> 2) % 6));
+	default: return call_small(c, s, (uint8_t)((sel >> 2) % 7));
 	}
 }
 

@@ -8,6 +8,7 @@
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sefile_impl.h"
@@ -162,12 +163,46 @@ int sefile_name_encrypt(struct sefile_cube *pool, uint32_t key_id,
 	return SEFILE_OK;
 }
 
+/* The SIV input of an encoded name: strict base64url of siv || ct with a
+ * non-empty ct.  SEFILE_OK (ct[*ctlen] set) or SEFILE_EINTEGRITY. */
+static int name_ciphertext(const char *enc, uint8_t ct[SEFILE_NAME_MAX + SIV_LEN], size_t *ctlen)
+{
+	size_t elen = strnlen(enc, SEFILE_ENCNAME_FULL_MAX + 1);
+
+	*ctlen = 0;
+	if (elen > SEFILE_ENCNAME_FULL_MAX ||
+	    sefile_b64_decode(enc, elen, ct, SEFILE_NAME_MAX + SIV_LEN, ctlen) != 0 ||
+	    *ctlen <= SIV_LEN)
+		return seterr(SEFILE_EINTEGRITY, "name \"%.64s\": not an encrypted name", enc);
+	return SEFILE_OK;
+}
+
+/* A decrypted name is a valid name and fits out; then out gets it. */
+static int name_plaintext(const char *enc, const uint8_t *pt, size_t ptlen, char *out,
+			  size_t out_cap)
+{
+	if (!name_is_valid((const char *)pt, ptlen))
+		return seterr(SEFILE_EINTEGRITY, "name \"%.64s\": decrypts to an invalid name", enc);
+	if (out_cap < ptlen + 1)
+		return seterr(SEFILE_EINVAL, "name: output buffer too small");
+	memcpy(out, pt, ptlen);
+	out[ptlen] = '\0';
+	return SEFILE_OK;
+}
+
+static int name_auth_failed(const char *enc)
+{
+	return seterr(SEFILE_EINTEGRITY,
+		      "name \"%.64s\": authentication failed (tampered, moved from another directory, or another key)",
+		      enc);
+}
+
 int sefile_name_decrypt(struct sefile_cube *pool, uint32_t key_id,
 			const uint8_t dir_id[WIRE_FILE_ID_LEN], const char *enc,
 			char *out, size_t out_cap)
 {
 	uint8_t ct[SEFILE_NAME_MAX + SIV_LEN], pt[SEFILE_NAME_MAX + SIV_LEN];
-	size_t elen, ctlen, ptlen;
+	size_t ctlen;
 	struct cube *c;
 	int rc;
 
@@ -175,30 +210,131 @@ int sefile_name_decrypt(struct sefile_cube *pool, uint32_t key_id,
 		out[0] = '\0';
 	if (!pool || !dir_id || !enc || !out)
 		return seterr(SEFILE_EINVAL, "name: bad arguments");
-	elen = strnlen(enc, SEFILE_ENCNAME_FULL_MAX + 1);
-	if (elen > SEFILE_ENCNAME_FULL_MAX ||
-	    sefile_b64_decode(enc, elen, ct, sizeof(ct), &ctlen) != 0 || ctlen <= SIV_LEN)
-		return seterr(SEFILE_EINTEGRITY, "name \"%.64s\": not an encrypted name", enc);
-	ptlen = ctlen - SIV_LEN;
+	rc = name_ciphertext(enc, ct, &ctlen);
+	if (rc != SEFILE_OK)
+		return rc;
 	c = sefile_cube_get(pool);
 	rc = cube_siv_decrypt(c, key_id, dir_id, WIRE_FILE_ID_LEN, ct, ctlen, pt);
 	if (rc == CUBE_EINTEGRITY)
-		rc = seterr(SEFILE_EINTEGRITY,
-			    "name \"%.64s\": authentication failed (tampered, moved from another directory, or another key)",
-			    enc);
+		rc = name_auth_failed(enc);
 	else if (rc != CUBE_OK)
 		rc = seterr(map_cube_err(rc), "name: cube cannot decrypt under key %u: %s", key_id,
 			    cube_errmsg(c));
 	sefile_cube_put(pool, c);
-	if (rc == SEFILE_OK && !name_is_valid((const char *)pt, ptlen))
-		rc = seterr(SEFILE_EINTEGRITY, "name \"%.64s\": decrypts to an invalid name", enc);
-	if (rc == SEFILE_OK && out_cap < ptlen + 1)
-		rc = seterr(SEFILE_EINVAL, "name: output buffer too small");
-	if (rc == SEFILE_OK) {
-		memcpy(out, pt, ptlen);
-		out[ptlen] = '\0';
-	}
+	if (rc == SEFILE_OK)
+		rc = name_plaintext(enc, pt, ctlen - SIV_LEN, out, out_cap);
 	OPENSSL_cleanse(pt, sizeof(pt));
+	return rc;
+}
+
+/* Buffers of one cube request of a name batch, cap names each. */
+typedef uint8_t name_bytes[SEFILE_NAME_MAX + SIV_LEN];
+struct name_batch_bufs {
+	size_t cap;
+	struct cube_siv_item *items;
+	size_t *which;  /* index into the caller's names */
+	name_bytes *ct, *pt;
+};
+
+static void name_batch_free(struct name_batch_bufs *b)
+{
+	if (b->pt)
+		OPENSSL_cleanse(b->pt, b->cap * sizeof(*b->pt));
+	free(b->items);
+	free(b->which);
+	free(b->ct);
+	free(b->pt);
+}
+
+static int name_batch_alloc(struct name_batch_bufs *b, size_t cap)
+{
+	b->cap = cap;
+	b->items = calloc(cap, sizeof(*b->items));
+	b->which = calloc(cap, sizeof(*b->which));
+	b->ct = calloc(cap, sizeof(*b->ct));
+	b->pt = calloc(cap, sizeof(*b->pt));
+	if (b->items && b->which && b->ct && b->pt)
+		return 0;
+	name_batch_free(b);
+	return -1;
+}
+
+/* One cube request for names[first..first+count): the ones that decode
+ * go to the cube, each gets its rc.  SEFILE_OK or the whole request's
+ * error (every name sent then has it as its rc). */
+static int name_batch_round(struct sefile_cube *pool, uint32_t key_id,
+			    const uint8_t dir_id[WIRE_FILE_ID_LEN], struct sefile_name_item *names,
+			    size_t count, struct name_batch_bufs *b)
+{
+	size_t i, n = 0, ctlen;
+	struct cube *c;
+	int rc = SEFILE_OK;
+
+	for (i = 0; i < count; i++) {
+		names[i].rc = name_ciphertext(names[i].enc, b->ct[n], &ctlen);
+		if (names[i].rc != SEFILE_OK)
+			continue;
+		b->items[n] = (struct cube_siv_item){ .ad = dir_id, .ad_len = WIRE_FILE_ID_LEN,
+						      .in = b->ct[n], .len = ctlen, .out = b->pt[n] };
+		b->which[n++] = i;
+	}
+	if (n == 0)
+		return SEFILE_OK;
+	c = sefile_cube_get(pool);
+	rc = cube_siv_decrypt_batch(c, key_id, b->items, n);
+	if (rc != CUBE_OK)
+		rc = seterr(map_cube_err(rc), "name: cube cannot decrypt under key %u: %s", key_id,
+			    cube_errmsg(c));
+	sefile_cube_put(pool, c);
+	for (i = 0; i < n; i++) {
+		struct sefile_name_item *it = &names[b->which[i]];
+
+		if (rc != SEFILE_OK)
+			it->rc = rc == SEFILE_EINTEGRITY ? SEFILE_ECUBE : rc;
+		else if (b->items[i].status != CUBE_OK)
+			it->rc = name_auth_failed(it->enc);
+		else
+			it->rc = name_plaintext(it->enc, b->pt[i], b->items[i].len - SIV_LEN, it->out,
+						it->out_cap);
+	}
+	return rc == SEFILE_EINTEGRITY ? SEFILE_ECUBE : rc;
+}
+
+int sefile_name_decrypt_batch(struct sefile_cube *pool, uint32_t key_id,
+			      const uint8_t dir_id[WIRE_FILE_ID_LEN], struct sefile_name_item *names,
+			      size_t n)
+{
+	struct name_batch_bufs b;
+	size_t i, done, count;
+	int rc = SEFILE_OK;
+
+	for (i = 0; names && i < n; i++) {
+		if (names[i].out && names[i].out_cap)
+			names[i].out[0] = '\0';
+		names[i].rc = SEFILE_EINVAL;
+	}
+	if (!pool || !dir_id || (!names && n))
+		return seterr(SEFILE_EINVAL, "name: bad arguments");
+	for (i = 0; i < n; i++)
+		if (!names[i].enc || !names[i].out)
+			return seterr(SEFILE_EINVAL, "name %zu of the batch: bad arguments", i);
+	if (n == 0)
+		return SEFILE_OK;
+	if (name_batch_alloc(&b, n < WIRE_SIV_BATCH_MAX ? n : WIRE_SIV_BATCH_MAX) != 0) {
+		rc = seterr(SEFILE_ENOMEM, "name: out of memory for a batch of %zu", n);
+		for (i = 0; i < n; i++)
+			names[i].rc = rc;
+		return rc;
+	}
+	for (done = 0; done < n; done += count) {
+		count = n - done < WIRE_SIV_BATCH_MAX ? n - done : WIRE_SIV_BATCH_MAX;
+		if (rc == SEFILE_OK)
+			rc = name_batch_round(pool, key_id, dir_id, names + done, count, &b);
+		else
+			for (i = done; i < done + count; i++)
+				names[i].rc = rc;
+	}
+	name_batch_free(&b);
 	return rc;
 }
 

@@ -164,6 +164,21 @@ int sefile_name_encrypt(struct sefile_cube *pool, uint32_t key_id,
 int sefile_name_decrypt(struct sefile_cube *pool, uint32_t key_id,
 			const uint8_t dir_id[WIRE_FILE_ID_LEN], const char *enc,
 			char *out, size_t out_cap);
+/* One name of sefile_name_decrypt_batch. */
+struct sefile_name_item {
+	const char *enc;   /* backing name, or a long name's side file content */
+	char *out;         /* gets the plaintext name, NUL-ended ("" on failure) */
+	size_t out_cap;
+	int rc;            /* set: what sefile_name_decrypt would return for it */
+};
+/* sefile_name_decrypt of n names of one directory, WIRE_SIV_BATCH_MAX to a
+ * cube request.  SEFILE_OK when every name got its own rc (a name that
+ * does not authenticate is SEFILE_EINTEGRITY alone); another code when a
+ * cube request failed as a whole (every name that request sent to the
+ * cube, and every later name, has that code as its rc). */
+int sefile_name_decrypt_batch(struct sefile_cube *pool, uint32_t key_id,
+			      const uint8_t dir_id[WIRE_FILE_ID_LEN], struct sefile_name_item *names,
+			      size_t n);
 /* 1 iff a backing name is a long-name entry / its side file. */
 int sefile_name_is_long(const char *backing_name);
 int sefile_name_is_side_file(const char *backing_name);

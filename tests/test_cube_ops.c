@@ -2,7 +2,8 @@
  * test_cube_ops.c - every operation of cube.h through a real emulator:
  * key life cycle (generate, info, list, attributes, destroy, export and
  * import, cube-to-cube channel keys), permissions, SEAL/OPEN of 1 MiB in
- * one call inline and through shared memory with tamper detection, SIV,
+ * one call inline and through shared memory with tamper detection, SIV
+ * (single and batched, with per-item failures),
  * HMAC, random, digest, clock and self test.
  */
 #include <check.h>
@@ -359,6 +360,70 @@ START_TEST(siv_hmac_random_digest)
 }
 END_TEST
 
+START_TEST(siv_decrypt_batch)
+{
+	struct emu e;
+	struct cube *c = cube_with_keys(&e);
+	const uint8_t ad_a[] = "dir-A", ad_b[] = "dir-B";
+	const char *names[3] = { "notes.md", "x", "a longer name with spaces.tar.gz" };
+	uint8_t ct[3][64], pt[WIRE_SIV_BATCH_MAX + 1][64], tampered[64];
+	struct cube_siv_item it[WIRE_SIV_BATCH_MAX + 1];
+	size_t i;
+
+	ck_assert_int_eq(cube_siv_encrypt(c, K_SIV, ad_a, sizeof(ad_a), (const uint8_t *)names[0], 8, ct[0]), CUBE_OK);
+	ck_assert_int_eq(cube_siv_encrypt(c, K_SIV, ad_a, sizeof(ad_a), (const uint8_t *)names[1], 1, ct[1]), CUBE_OK);
+	ck_assert_int_eq(cube_siv_encrypt(c, K_SIV, ad_b, sizeof(ad_b), (const uint8_t *)names[2], 32, ct[2]), CUBE_OK);
+	memcpy(tampered, ct[0], 24);
+	tampered[3] ^= 0x40;
+	/* good, good, good under its own ad, tampered, right ct under the wrong ad */
+	it[0] = (struct cube_siv_item){ ad_a, sizeof(ad_a), ct[0], 24, pt[0], 77 };
+	it[1] = (struct cube_siv_item){ ad_a, sizeof(ad_a), ct[1], 17, pt[1], 77 };
+	it[2] = (struct cube_siv_item){ ad_b, sizeof(ad_b), ct[2], 48, pt[2], 77 };
+	it[3] = (struct cube_siv_item){ ad_a, sizeof(ad_a), tampered, 24, pt[3], 77 };
+	it[4] = (struct cube_siv_item){ ad_a, sizeof(ad_a), ct[2], 48, pt[4], 77 };
+	memset(pt, 0xee, sizeof(pt));
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, 5), CUBE_OK);
+	ck_assert_int_eq(it[0].status, CUBE_OK);
+	ck_assert_int_eq(memcmp(pt[0], names[0], 8), 0);
+	ck_assert_int_eq(it[1].status, CUBE_OK);
+	ck_assert_int_eq(pt[1][0], 'x');
+	ck_assert_int_eq(it[2].status, CUBE_OK);
+	ck_assert_int_eq(memcmp(pt[2], names[2], 32), 0);
+	ck_assert_int_eq(it[3].status, CUBE_EINTEGRITY);
+	ck_assert_int_eq(it[4].status, CUBE_EINTEGRITY);
+	for (i = 0; i < 32; i++)
+		ck_assert_uint_eq(pt[4][i], 0); /* a failed item's output is zeros */
+	/* The single call agrees. */
+	ck_assert_int_eq(cube_siv_decrypt(c, K_SIV, ad_a, sizeof(ad_a), tampered, 24, pt[5]), CUBE_EINTEGRITY);
+	/* A full batch; one more, none, or a bad item is refused here, whole. */
+	for (i = 0; i <= WIRE_SIV_BATCH_MAX; i++)
+		it[i] = (struct cube_siv_item){ ad_a, sizeof(ad_a), ct[0], 24, pt[i], 0 };
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, WIRE_SIV_BATCH_MAX), CUBE_OK);
+	for (i = 0; i < WIRE_SIV_BATCH_MAX; i++) {
+		ck_assert_int_eq(it[i].status, CUBE_OK);
+		ck_assert_int_eq(memcmp(pt[i], names[0], 8), 0);
+	}
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, WIRE_SIV_BATCH_MAX + 1), CUBE_EINVAL);
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, 0), CUBE_EINVAL);
+	it[1].len = 15;
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, 2), CUBE_EINVAL);
+	ck_assert_int_eq(it[0].status, CUBE_EINVAL);
+	it[1].len = WIRE_SIV_MAX + 17;
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, 2), CUBE_EINVAL);
+	it[1].len = 24;
+	/* Key errors fail the whole batch and name the key. */
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, 4242, it, 2), CUBE_ENOKEY);
+	ck_assert_int_eq(it[0].status, CUBE_ENOKEY);
+	ck_assert_uint_eq(pt[0][0], 0);
+	ck_assert_ptr_nonnull(strstr(cube_errmsg(c), "4242"));
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_KW, it, 2), CUBE_EUSAGE);
+	ck_assert_int_eq(cube_key_set_attrs(c, K_SIV, WIRE_USE_ENCRYPT, 0, WIRE_TIME_NEVER), CUBE_OK);
+	ck_assert_int_eq(cube_siv_decrypt_batch(c, K_SIV, it, 2), CUBE_EUSAGE);
+	cube_close(c);
+	emu_free(&e);
+}
+END_TEST
+
 START_TEST(clock_and_expiry)
 {
 	struct emu e;
@@ -398,6 +463,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, seal_open_inline);
 	tcase_add_test(tc, seal_limits_and_usage);
 	tcase_add_test(tc, siv_hmac_random_digest);
+	tcase_add_test(tc, siv_decrypt_batch);
 	tcase_add_test(tc, clock_and_expiry);
 	suite_add_tcase(s, tc);
 	return s;

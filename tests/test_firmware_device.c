@@ -10,7 +10,8 @@
  * validity windows (expired keys open but do not seal); SEAL/OPEN inline
  * and in shared memory for every algorithm, with tampering; bad MACs,
  * replays and malformed frames; destroy; factory reset; a channel between
- * two cubes carrying a key from one to the other.
+ * two cubes carrying a key from one to the other; SIV_DECRYPT_BATCH
+ * (per-item failures, count and length caps, key usage).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1299,6 +1300,158 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path);
 }
 
+/* ---- SIV_DECRYPT_BATCH ---- */
+
+/* SIV_ENCRYPT name under key with ad into ct (len + 16 bytes). */
+static void siv_enc(struct rig *r, uint32_t key, const char *ad, const char *name, uint8_t *ct)
+{
+	uint8_t body[300];
+	struct wbuf b;
+
+	wbuf_writer(&b, body, sizeof(body));
+	wbuf_put_u32(&b, key);
+	wbuf_put_lenbytes(&b, ad, (uint32_t)strlen(ad));
+	wbuf_put_lenbytes(&b, name, (uint32_t)strlen(name));
+	ck_assert(wbuf_ok(&b));
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_ENCRYPT, body, b.pos), WIRE_ST_OK);
+	ck_assert_uint_eq(r->body_len, 4 + strlen(name) + 16);
+	memcpy(ct, r->body + 4, strlen(name) + 16);
+}
+
+struct batch_item {
+	const char *ad;
+	const uint8_t *ct;
+	uint32_t len;
+};
+
+/* A SIV_DECRYPT_BATCH body of n items (count says count) into body. */
+static size_t batch_body(uint8_t *body, size_t cap, uint32_t key, uint32_t count,
+			 const struct batch_item *it, uint32_t n)
+{
+	struct wbuf b;
+
+	wbuf_writer(&b, body, cap);
+	wbuf_put_u32(&b, key);
+	wbuf_put_u32(&b, count);
+	for (uint32_t i = 0; i < n; i++) {
+		wbuf_put_lenbytes(&b, it[i].ad, (uint32_t)strlen(it[i].ad));
+		wbuf_put_lenbytes(&b, it[i].ct, it[i].len);
+	}
+	ck_assert(wbuf_ok(&b));
+	return b.pos;
+}
+
+START_TEST(siv_decrypt_batch)
+{
+	struct rig *r = rig_new("sivbatch");
+	const char *names[3] = { "report.txt", "a", "photo 2026.jpg" };
+	uint8_t ct[3][64], bad[64], *body = malloc(WIRE_MAX_BODY);
+	struct batch_item it[WIRE_SIV_BATCH_MAX + 1];
+	const uint8_t *p;
+	uint32_t len, i;
+	struct wbuf b;
+	size_t n;
+	uint8_t st;
+
+	ck_assert_ptr_nonnull(body);
+	ready(r);
+	ck_assert_uint_eq(login(r, WIRE_ROLE_ADMIN, "admin-pin"), WIRE_ST_OK);
+	ck_assert_uint_eq(keygen(r, 3, WIRE_ALG_AES256_GCM, WIRE_USE_ENCRYPT | WIRE_USE_DECRYPT, 0, WIRE_TIME_NEVER), WIRE_ST_OK);
+	ck_assert_uint_eq(keygen(r, 6, WIRE_ALG_AES256_GCM, WIRE_USE_ENCRYPT, 0, WIRE_TIME_NEVER), WIRE_ST_OK);
+	ck_assert_uint_eq(keygen(r, 1, WIRE_ALG_AES256_KW, WIRE_USE_WRAP | WIRE_USE_UNWRAP, 0, WIRE_TIME_NEVER), WIRE_ST_OK);
+	siv_enc(r, 3, "dir-A", names[0], ct[0]);
+	siv_enc(r, 3, "dir-A", names[1], ct[1]);
+	siv_enc(r, 3, "dir-B", names[2], ct[2]);
+	ck_assert_uint_eq(login(r, WIRE_ROLE_USER, "user-pin"), WIRE_ST_OK);
+	/* Mixed: good, tampered, good under another ad, right ct under the
+	 * wrong ad, only a tag (empty plaintext never authenticates). */
+	memcpy(bad, ct[1], 17);
+	bad[16] ^= 1;
+	it[0] = (struct batch_item){ "dir-A", ct[0], 26 };
+	it[1] = (struct batch_item){ "dir-A", bad, 17 };
+	it[2] = (struct batch_item){ "dir-B", ct[2], 30 };
+	it[3] = (struct batch_item){ "dir-A", ct[2], 30 };
+	it[4] = (struct batch_item){ "dir-A", ct[1], 16 };
+	it[5] = (struct batch_item){ "dir-A", ct[1], 17 };
+	n = batch_body(body, WIRE_MAX_BODY, 3, 6, it, 6);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_OK);
+	{
+		static const uint8_t want_st[6] = { WIRE_ST_OK, WIRE_ST_INTEGRITY, WIRE_ST_OK,
+						    WIRE_ST_INTEGRITY, WIRE_ST_INTEGRITY, WIRE_ST_OK };
+		const char *want_pt[6] = { names[0], "", names[2], "", "", names[1] };
+
+		wbuf_reader(&b, r->body, r->body_len);
+		ck_assert_int_eq(wbuf_get_u32(&b, &len), 0);
+		ck_assert_uint_eq(len, 6);
+		for (i = 0; i < 6; i++) {
+			ck_assert_int_eq(wbuf_get_u8(&b, &st), 0);
+			ck_assert_int_eq(wbuf_get_lenbytes(&b, &p, &len, 1024), 0);
+			ck_assert_uint_eq(st, want_st[i]);
+			ck_assert_uint_eq(len, strlen(want_pt[i]));
+			ck_assert_int_eq(memcmp(p, want_pt[i], len), 0);
+		}
+		ck_assert(wbuf_done(&b));
+	}
+	/* A full batch of 256; one more is refused before any item is read. */
+	for (i = 0; i <= WIRE_SIV_BATCH_MAX; i++)
+		it[i] = (struct batch_item){ "dir-A", ct[i % 2], i % 2 ? 17 : 26 };
+	n = batch_body(body, WIRE_MAX_BODY, 3, WIRE_SIV_BATCH_MAX, it, WIRE_SIV_BATCH_MAX);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_OK);
+	ck_assert_uint_eq(wire_rd32(r->body), WIRE_SIV_BATCH_MAX);
+	ck_assert_uint_eq(r->body_len, 4 + (WIRE_SIV_BATCH_MAX / 2) * (5 + 10 + 5 + 1));
+	n = batch_body(body, WIRE_MAX_BODY, 3, WIRE_SIV_BATCH_MAX + 1, it, WIRE_SIV_BATCH_MAX + 1);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_INVALID);
+	n = batch_body(body, WIRE_MAX_BODY, 3, 0xffffffffu, it, 1);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_INVALID);
+	n = batch_body(body, WIRE_MAX_BODY, 3, 0, it, 0);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_INVALID);
+	/* Counts that disagree with the items, trailing bytes, short bodies. */
+	n = batch_body(body, WIRE_MAX_BODY, 3, 3, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_MALFORMED);
+	n = batch_body(body, WIRE_MAX_BODY, 3, 1, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_MALFORMED);
+	n = batch_body(body, WIRE_MAX_BODY, 3, 1, it, 1);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n + 1), WIRE_ST_MALFORMED);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, 7), WIRE_ST_MALFORMED);
+	/* Item lengths: under a tag INVALID, over the caps MALFORMED. */
+	it[1] = (struct batch_item){ "dir-A", ct[0], 15 };
+	n = batch_body(body, WIRE_MAX_BODY, 3, 2, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_INVALID);
+	{
+		uint8_t *big = calloc(1, WIRE_DATA_MAX + 2);
+
+		ck_assert_ptr_nonnull(big);
+		it[1] = (struct batch_item){ "dir-A", big, WIRE_SIV_MAX + 17 };
+		n = batch_body(body, WIRE_MAX_BODY, 3, 2, it, 2);
+		ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_MALFORMED);
+		it[1] = (struct batch_item){ "dir-A", big, WIRE_SIV_MAX + 16 };
+		n = batch_body(body, WIRE_MAX_BODY, 3, 2, it, 2);
+		ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_OK);
+		/* an ad over WIRE_DATA_MAX */
+		memset(big, 'x', WIRE_DATA_MAX + 1);
+		it[1] = (struct batch_item){ (const char *)big, ct[0], 26 };
+		n = batch_body(body, WIRE_MAX_BODY, 3, 2, it, 2);
+		ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_MALFORMED);
+		free(big);
+	}
+	/* Key usage as SIV_DECRYPT: an encrypt-only key, a wrap key, no key. */
+	it[1] = (struct batch_item){ "dir-A", ct[1], 17 };
+	n = batch_body(body, WIRE_MAX_BODY, 6, 2, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_USAGE);
+	n = batch_body(body, WIRE_MAX_BODY, 1, 2, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_USAGE);
+	n = batch_body(body, WIRE_MAX_BODY, 99, 2, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_NOKEY);
+	/* Not without a session. */
+	ck_assert_uint_eq(call(r, WIRE_OP_LOGOUT, NULL, 0), WIRE_ST_OK);
+	r->mac = 0;
+	n = batch_body(body, WIRE_MAX_BODY, 3, 2, it, 2);
+	ck_assert_uint_eq(call(r, WIRE_OP_SIV_DECRYPT_BATCH, body, n), WIRE_ST_AUTH);
+	free(body);
+	rig_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("firmware_device");
@@ -1325,6 +1478,7 @@ int main(void)
 	tcase_add_test(tc, formats_recomputed);
 	tcase_add_test(tc, seal_throughput);
 	tcase_add_test(tc, emulator_process);
+	tcase_add_test(tc, siv_decrypt_batch);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

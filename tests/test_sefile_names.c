@@ -1,7 +1,8 @@
 /*
  * test_sefile_names.c - encrypted file names: roundtrip, determinism,
  * binding to the directory ID and the key, long names with their side
- * file, the refused names, and tampered encodings (EIO).
+ * file, the refused names, and tampered encodings (EIO); the batch
+ * decrypt giving each name what the single one gives it.
  */
 #include <check.h>
 #include <errno.h>
@@ -186,6 +187,70 @@ START_TEST(tampered)
 }
 END_TEST
 
+/* The batch gives every name what the single call gives it. */
+START_TEST(batch)
+{
+	enum { N = 300 };  /* more than one cube request */
+	static char enc[N][SEFILE_ENCNAME_FULL_MAX + 1], out[N][SEFILE_NAME_MAX + 1];
+	char full[SEFILE_ENCNAME_FULL_MAX + 1], one[SEFILE_NAME_MAX + 1], name[64];
+	struct sefile_name_item it[N];
+	char longname[201];
+	uint8_t ct[3 + 16];
+	struct cube *c;
+	struct env v;
+	int is_long, rc;
+	size_t i;
+
+	env_up(&v);
+	memset(longname, 'L', 200);
+	longname[200] = '\0';
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "file-%zu.txt", i);
+		ck_assert_int_eq(sefile_name_encrypt(v.pool, K_NAME, i % 7 == 3 ? dir_b : dir_a, name, enc[i],
+						     sizeof(enc[i]), &is_long, full, sizeof(full)), SEFILE_OK);
+	}
+	/* a long name (its side file's content), a tampered one, garbage,
+	 * another key's, and one whose plaintext is no file name */
+	ck_assert_int_eq(sefile_name_encrypt(v.pool, K_NAME, dir_a, longname, one, sizeof(one), &is_long,
+					     enc[10], sizeof(enc[10])), SEFILE_OK);
+	ck_assert_int_eq(is_long, 1);
+	enc[11][2] = enc[11][2] == 'A' ? 'B' : 'A';
+	strcpy(enc[12], "not base64!");
+	strcpy(enc[13], "");
+	ck_assert_int_eq(sefile_name_encrypt(v.pool, K_OTHER, dir_a, "other", enc[14], sizeof(enc[14]),
+					     &is_long, full, sizeof(full)), SEFILE_OK);
+	c = emu_login(&v.e, WIRE_ROLE_USER);
+	ck_assert_int_eq(cube_siv_encrypt(c, K_NAME, dir_a, WIRE_FILE_ID_LEN, (const uint8_t *)"a/b", 3, ct), CUBE_OK);
+	cube_close(c);
+	sefile_b64_encode(ct, sizeof(ct), enc[15]);
+	for (i = 0; i < N; i++)
+		it[i] = (struct sefile_name_item){ enc[i], out[i], sizeof(out[i]), 12345 };
+	it[16].out_cap = 4; /* too small for "file-16.txt" */
+	ck_assert_int_eq(sefile_name_decrypt_batch(v.pool, K_NAME, dir_a, it, N), SEFILE_OK);
+	for (i = 0; i < N; i++) {
+		rc = sefile_name_decrypt(v.pool, K_NAME, dir_a, enc[i], one, it[i].out_cap);
+		ck_assert_msg(it[i].rc == rc, "name %zu: batch %d, single %d", i, it[i].rc, rc);
+		ck_assert_str_eq(out[i], one);
+	}
+	ck_assert_str_eq(out[0], "file-0.txt");
+	ck_assert_str_eq(out[10], longname);
+	ck_assert_str_eq(out[299], "file-299.txt");
+	ck_assert_int_eq(it[3].rc, SEFILE_EINTEGRITY); /* dir_b's */
+	for (i = 11; i <= 15; i++)
+		ck_assert_int_eq(it[i].rc, SEFILE_EINTEGRITY);
+	ck_assert_int_eq(it[16].rc, SEFILE_EINVAL);
+	/* A key the cube does not have fails every name, none left stale. */
+	ck_assert_int_eq(sefile_name_decrypt_batch(v.pool, 99, dir_a, it, N), SEFILE_ENOKEY);
+	for (i = 0; i < N; i++) {
+		ck_assert_int_eq(it[i].rc, i >= 12 && i <= 13 ? SEFILE_EINTEGRITY : SEFILE_ENOKEY);
+		ck_assert_str_eq(out[i], "");
+	}
+	ck_assert_int_eq(sefile_name_decrypt_batch(v.pool, K_NAME, dir_a, it, 0), SEFILE_OK);
+	ck_assert_int_eq(sefile_name_decrypt_batch(v.pool, K_NAME, dir_a, NULL, 1), SEFILE_EINVAL);
+	env_down(&v);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sefile_names");
@@ -198,6 +263,7 @@ int main(void)
 	tcase_add_test(tc, roundtrips);
 	tcase_add_test(tc, refused);
 	tcase_add_test(tc, tampered);
+	tcase_add_test(tc, batch);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

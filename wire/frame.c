@@ -56,6 +56,7 @@ const char *wire_op_name(unsigned op)
 		[WIRE_OP_SIV_ENCRYPT] = "SIV_ENCRYPT", [WIRE_OP_SIV_DECRYPT] = "SIV_DECRYPT",
 		[WIRE_OP_HMAC] = "HMAC", [WIRE_OP_RANDOM] = "RANDOM", [WIRE_OP_DIGEST] = "DIGEST",
 		[WIRE_OP_CLOCK_SET] = "CLOCK_SET", [WIRE_OP_SELFTEST] = "SELFTEST",
+		[WIRE_OP_SIV_DECRYPT_BATCH] = "SIV_DECRYPT_BATCH",
 	};
 
 	return (op <= WIRE_OP_MAX && names[op]) ? names[op] : "?";

@@ -77,6 +77,7 @@
 #define WIRE_PIN_MAX      64
 #define WIRE_PIN_MIN      4
 #define WIRE_SIV_MAX      1024  /* plaintext bytes of one SIV operation */
+#define WIRE_SIV_BATCH_MAX 256  /* items of one SIV_DECRYPT_BATCH */
 #define WIRE_DATA_MAX     65536 /* HMAC / DIGEST input */
 #define WIRE_RANDOM_MAX   4096
 #define WIRE_LIST_MAX     512   /* key entries in one KEY_LIST reply */
@@ -257,7 +258,18 @@ enum wire_op {
 	WIRE_OP_DIGEST = 26,       /* user. req: lenbytes data ; resp: sha256[32] */
 	WIRE_OP_CLOCK_SET = 27,    /* admin. req: u64 unix_seconds ; resp: empty */
 	WIRE_OP_SELFTEST = 28,     /* any. resp: u32 n_failed lenbytes report */
-	WIRE_OP_MAX = 28,
+	/* user. SIV_DECRYPT of many independent items under one key (a
+	 * directory's names in one round trip).
+	 * req: u32 key_id u32 n (1..WIRE_SIV_BATCH_MAX)
+	 *      n x (lenbytes ad (<= WIRE_DATA_MAX) lenbytes siv||ct (16..WIRE_SIV_MAX+16))
+	 * resp: u32 n, n x (u8 status lenbytes plaintext), status WIRE_ST_OK
+	 * with the plaintext or WIRE_ST_INTEGRITY with none: an item that
+	 * does not authenticate fails alone.  The whole request fails on
+	 * n out of range or an item under 16 bytes (INVALID), a length over
+	 * its cap or trailing bytes (MALFORMED), and the key checks of
+	 * SIV_DECRYPT (NOKEY, USAGE). */
+	WIRE_OP_SIV_DECRYPT_BATCH = 29,
+	WIRE_OP_MAX = 29,
 };
 
 /* Response status.  Never a crash, never a silent close for a bad frame. */
