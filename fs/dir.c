@@ -188,6 +188,8 @@ int fs_dirhdr_read_fd(struct sekeyfs *fs, int dirfd, struct fs_dirhdr *out)
 		fs_log(fs, LOG_ERR, "directory header: %s", why);
 	else if (fstat(fd, &st) == 0)
 		out->file_ino = st.st_ino;
+	if (!rc && sefile_info(f, &info) == SEFILE_OK)
+		memcpy(out->file_id, info.file_id, WIRE_FILE_ID_LEN);
 out:
 	if (f)
 		sefile_close(f);
@@ -223,15 +225,29 @@ static int64_t now_ns(void)
  */
 static void dirhdr_revalidate(struct sekeyfs *fs, struct fs_inode *dir)
 {
+	uint8_t head[SEFILE_HEADER_LEN];
+	struct sefile_info info;
 	int64_t now = now_ns();
 	struct stat st;
+	int fd;
 
 	if (now - dir->hdr_checked < (int64_t)(fs->cfg.timeout * 1e9))
 		return;
 	dir->hdr_checked = now;
-	if (fstatat(dir->fd, SEKEYFS_DIRHDR_NAME, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    st.st_ino != dir->hdr.file_ino)
+	/* Every write of a header is a new file with a fresh SEfile ID: the
+	 * ID (16 clear bytes, no crypto) tells a replaced header even where
+	 * the backing's inode numbers are its own (sshfs numbers paths). */
+	fd = openat(dir->fd, SEKEYFS_DIRHDR_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
 		dir->have_hdr = 0;
+		return;
+	}
+	if (fstat(fd, &st) != 0 || st.st_ino != dir->hdr.file_ino ||
+	    pread(fd, head, sizeof(head), 0) != (ssize_t)sizeof(head) ||
+	    sefile_header_parse(head, sizeof(head), &info) != SEFILE_OK ||
+	    memcmp(info.file_id, dir->hdr.file_id, WIRE_FILE_ID_LEN) != 0)
+		dir->have_hdr = 0;
+	close(fd);
 }
 
 int fs_dirhdr_get(struct sekeyfs *fs, struct fs_inode *dir, struct fs_dirhdr *out)

@@ -67,7 +67,9 @@ struct fs_dirhdr {
 	uint32_t old_key;            /* names still under it too (moving); 0: none */
 	enum fs_rcpt_kind rcpt_kind;
 	char rcpt[FS_RCPT_MAX + 1];
-	ino_t file_ino;              /* the header file's inode (a replaced header is seen) */
+	ino_t file_ino;              /* the header file's inode and SEfile ID: a replaced */
+	uint8_t file_id[WIRE_FILE_ID_LEN]; /* header is seen (by the ID where inode numbers
+	                              * are not stable: sshfs, some NFS) */
 };
 
 /* Prefix of temporary names in BACKING (never a valid encrypted name). */
