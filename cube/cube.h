@@ -107,6 +107,16 @@ const char *cube_sd_path(const struct cube *c);
 int cube_factory_init(struct cube *c, const char *admin_pin, const char *user_pin,
 		      unsigned user_max_tries, unsigned admin_max_tries);
 int cube_login(struct cube *c, enum wire_role role, const char *pin);
+/* A PIN into pin[cap] (NUL-ended, newline and a CR before it cut): the
+ * first line of file if set, else of fd if >= 0, else asked on /dev/tty
+ * with prompt and no echo.  CUBE_OK, or CUBE_EINVAL (an empty line, a NUL
+ * byte, a line longer than cap - 2: never cut short) / CUBE_ENODEV (no
+ * file, no terminal) with err set; pin is wiped on failure, by the caller
+ * after use. */
+int cube_pin_read(const char *file, int fd, const char *prompt, char *pin, size_t cap,
+		  char *err, size_t err_cap);
+/* The line reader of cube_pin_read, on fd. */
+int cube_pin_read_line(int fd, char *pin, size_t cap);
 int cube_logout(struct cube *c);
 /* Tries left for role after a CUBE_EPIN. */
 int cube_tries_left(const struct cube *c, enum wire_role role);

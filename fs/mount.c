@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -282,74 +281,15 @@ void sekeyfs_args_free(struct sekeyfs_args *a)
 }
 
 /* Read one line (up to cap - 1 bytes) from fd into pin; newline cut. */
-static int read_line(int fd, char *pin, size_t cap)
-{
-	size_t n = 0;
-	ssize_t got;
-	char ch;
-
-	while (n + 1 < cap) {
-		got = read(fd, &ch, 1);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0 || ch == '\n')
-			break;
-		pin[n++] = ch;
-	}
-	if (n > 0 && pin[n - 1] == '\r')
-		n--;
-	pin[n] = '\0';
-	return n > 0 ? 0 : -1;
-}
-
-static int read_tty(char *pin, size_t cap)
-{
-	struct termios old, quiet;
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC), rc;
-	static const char prompt[] = "Cube PIN: ";
-
-	if (fd < 0)
-		return -1;
-	if (tcgetattr(fd, &old) != 0) {
-		close(fd);
-		return -1;
-	}
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	quiet.c_lflag |= ICANON;
-	if (write(fd, prompt, sizeof(prompt) - 1) < 0 || tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
-		close(fd);
-		return -1;
-	}
-	rc = read_line(fd, pin, cap);
-	tcsetattr(fd, TCSAFLUSH, &old);
-	if (write(fd, "\n", 1) < 0)
-		rc = rc ? rc : 0;
-	close(fd);
-	return rc;
-}
-
 int sekeyfs_read_pin(const char *file, int fd, char *pin, size_t cap)
 {
-	int rc, own = -1;
+	char err[256];
 
-	if (file) {
-		own = open(file, O_RDONLY | O_CLOEXEC);
-		if (own < 0) {
-			fprintf(stderr, "sekeyfs: PIN file %s: %s\n", file, strerror(errno));
-			return -1;
-		}
-		fd = own;
+	if (cube_pin_read(file, fd, "Cube PIN: ", pin, cap, err, sizeof(err)) != CUBE_OK) {
+		fprintf(stderr, "sekeyfs: %s\n", err);
+		return -1;
 	}
-	rc = fd >= 0 ? read_line(fd, pin, cap) : read_tty(pin, cap);
-	if (own >= 0)
-		close(own);
-	if (rc != 0) {
-		OPENSSL_cleanse(pin, cap);
-		fprintf(stderr, "sekeyfs: no PIN %s\n",
-			file ? "in the PIN file" : fd >= 0 ? "on the PIN fd" : "(no terminal to ask on)");
-	}
-	return rc;
+	return 0;
 }
 
 /* Undo the octal escapes (\040 for a space, ...) of a /proc/self/mountinfo

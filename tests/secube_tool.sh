@@ -45,6 +45,13 @@ expect 3 "$S" keygen "$A" --pin-file "$work/admin.pin" --id 42 --alg aes256-gcm 
 expect 1 "$S" keygen "$A" --pin-file "$work/admin.pin" --id 43 --alg nosuch --usage encrypt
 expect 0 "$S" keys "$A" --pin-file "$work/user.pin" --json
 grep -q '"id":42' "$work/out" && grep -q '(hidden)' "$work/out" && ok || bad "keys listing: $(cat "$work/out")"
+# a PIN file that is too long, holds a NUL or an empty line is refused
+# before any login (never cut short; no try counted: see the count below)
+head -c 300 /dev/zero | tr '\0' x >"$work/long.pin"; printf 'user\0pin\n' >"$work/nul.pin"; printf '\n' >"$work/empty.pin"
+for p in long nul empty; do
+	"$S" keys "$A" --pin-file "$work/$p.pin" >"$work/out" 2>"$work/err"
+	[ $? -ne 0 ] && grep -q "no PIN" "$work/err" && ok || bad "$p PIN file not refused: $(cat "$work/err")"
+done
 # a user login may not generate keys
 expect 4 "$S" keygen "$A" --pin-file "$work/user.pin" --id 44 --alg aes256-gcm --usage encrypt
 # wrong PINs are counted and lock the user PIN at 3; the count survives a restart

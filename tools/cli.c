@@ -3,11 +3,12 @@
  */
 #include "cli.h"
 
+#include "cube/cube.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -17,92 +18,23 @@ void cli_wipe(void *p, size_t n)
 	OPENSSL_cleanse(p, n);
 }
 
-/* Read one line from fd into pin, without the newline. */
-static int read_pin_line(int fd, char *pin, size_t cap)
-{
-	size_t n = 0;
-	char ch;
-	ssize_t r;
-
-	while (n + 1 < cap) {
-		r = read(fd, &ch, 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0 || ch == '\n')
-			break;
-		pin[n++] = ch;
-	}
-	if (n + 1 >= cap) {
-		cli_wipe(pin, cap);
-		fprintf(stderr, "PIN too long (at most %zu characters)\n", cap - 2);
-		return -1;
-	}
-	if (n > 0 && pin[n - 1] == '\r')
-		n--;
-	pin[n] = '\0';
-	if (n == 0) {
-		fprintf(stderr, "empty PIN\n");
-		return -1;
-	}
-	return 0;
-}
-
-static int read_pin_tty(const char *prompt, char *pin, size_t cap)
-{
-	struct termios old, quiet;
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-	int rc;
-
-	if (fd < 0) {
-		fprintf(stderr, "no terminal to ask the PIN on: use --pin-file or --pin-fd\n");
-		return -1;
-	}
-	if (tcgetattr(fd, &old) < 0) {
-		close(fd);
-		fprintf(stderr, "cannot turn off echo: use --pin-file or --pin-fd\n");
-		return -1;
-	}
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	quiet.c_lflag |= ICANON;
-	if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
-		close(fd);
-		return -1;
-	}
-	rc = read_pin_line(fd, pin, cap);
-	tcsetattr(fd, TCSAFLUSH, &old);
-	if (write(fd, "\n", 1) < 0)
-		rc = rc ? rc : 0;
-	close(fd);
-	return rc;
-}
-
 int cli_read_pin(const char *file, int fd, const char *prompt, char *pin, size_t cap)
 {
 	const char *env;
-	int rc;
+	char err[256];
 
-	if (file) {
-		int ffd = open(file, O_RDONLY | O_CLOEXEC);
-
-		if (ffd < 0) {
-			fprintf(stderr, "cannot read PIN file %s: %s\n", file, strerror(errno));
-			return -1;
-		}
-		rc = read_pin_line(ffd, pin, cap);
-		close(ffd);
-		return rc;
-	}
-	if (fd < 0 && (env = getenv("SEKEYFS_PIN_FD")) != NULL) {
+	if (!file && fd < 0 && (env = getenv("SEKEYFS_PIN_FD")) != NULL) {
 		char *end;
 		long v = strtol(env, &end, 10);
 
 		if (*env && !*end && v >= 0 && v < 65536)
 			fd = (int)v;
 	}
-	if (fd >= 0)
-		return read_pin_line(fd, pin, cap);
-	return read_pin_tty(prompt, pin, cap);
+	if (cube_pin_read(file, fd, prompt, pin, cap, err, sizeof(err)) != CUBE_OK) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	return 0;
 }
 
 void cli_json_str(FILE *out, const char *s)
