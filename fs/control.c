@@ -499,45 +499,32 @@ static int show_group_id(struct ctl_call *c, struct text *out)
 	return 0;
 }
 
-static int show_group_alg(struct ctl_call *c, struct text *out)
+/* One show function per policy field would be copies of this: the
+ * attribute's index picks the field. */
+static int show_group_field(struct ctl_call *c, struct text *out, unsigned field)
 {
 	struct kms_group g;
 	int rc = group_of(c, &g);
 
-	if (!rc)
-		text_add(out, "%s\n", wire_alg_name(g.policy.alg));
-	return rc;
+	if (rc)
+		return rc;
+	switch (field) {
+	case 0: text_add(out, "%s\n", wire_alg_name(g.policy.alg)); break;
+	case 1: text_add(out, "%" PRIu32 "\n", g.policy.max_keys); break;
+	case 2: text_add(out, "%" PRId64 "\n", g.policy.cryptoperiod); break;
+	case 3: text_add(out, "%d\n", g.policy.rotate_on_remove); break;
+	case 4: add_time(out, g.created); break;
+	}
+	return 0;
 }
 
-static int show_group_max_keys(struct ctl_call *c, struct text *out)
-{
-	struct kms_group g;
-	int rc = group_of(c, &g);
-
-	if (!rc)
-		text_add(out, "%" PRIu32 "\n", g.policy.max_keys);
-	return rc;
-}
-
-static int show_group_cryptoperiod(struct ctl_call *c, struct text *out)
-{
-	struct kms_group g;
-	int rc = group_of(c, &g);
-
-	if (!rc)
-		text_add(out, "%" PRId64 "\n", g.policy.cryptoperiod);
-	return rc;
-}
-
-static int show_group_rotate(struct ctl_call *c, struct text *out)
-{
-	struct kms_group g;
-	int rc = group_of(c, &g);
-
-	if (!rc)
-		text_add(out, "%d\n", g.policy.rotate_on_remove);
-	return rc;
-}
+#define GROUP_SHOW(n, f) \
+	static int show_group_##n(struct ctl_call *c, struct text *out) { return show_group_field(c, out, f); }
+GROUP_SHOW(alg, 0)
+GROUP_SHOW(max_keys, 1)
+GROUP_SHOW(cryptoperiod, 2)
+GROUP_SHOW(rotate, 3)
+GROUP_SHOW(created, 4)
 
 /* Change one policy field: the rest stays as it is. */
 static int set_policy(struct ctl_call *c, int field, uint64_t v)
@@ -687,16 +674,6 @@ static int store_new_key(struct ctl_call *c, char *value)
 		text_add(&c->h->content, "%" PRIu32 "\n", id);
 		c->h->answered = 1;
 	}
-	return rc;
-}
-
-static int show_group_created(struct ctl_call *c, struct text *out)
-{
-	struct kms_group g;
-	int rc = group_of(c, &g);
-
-	if (!rc)
-		add_time(out, g.created);
 	return rc;
 }
 
