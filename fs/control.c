@@ -1496,6 +1496,20 @@ const char *fs_ctl_dir_name(void)
 	return CTL_DIR_NAME;
 }
 
+/* May this mount make or remove a directory in pd (users/, groups/)?  0,
+ * or the errno, the refusal logged (not_here: why another directory
+ * cannot). */
+static int dir_change_allowed(struct sekeyfs *fs, const struct ctl_node *pd, const char *what,
+			      const char *not_here)
+{
+	if (!is_admin(fs) || (pd->kind != K_USERS && pd->kind != K_GROUPS)) {
+		refused(fs, what, EPERM, !is_admin(fs) ? "only the administrator's mount changes SEkey"
+				       : not_here);
+		return EPERM;
+	}
+	return fs->cfg.read_only ? EROFS : 0;
+}
+
 /* mkdir users/NAME, groups/NAME (the default policy). */
 void fs_ctl_mkdir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const char *name)
 {
@@ -1511,14 +1525,9 @@ void fs_ctl_mkdir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const c
 		return;
 	}
 	snprintf(what, sizeof(what), "mkdir %s", name);
-	if (!is_admin(fs) || (pd.kind != K_USERS && pd.kind != K_GROUPS)) {
-		refused(fs, what, EPERM, !is_admin(fs) ? "only the administrator's mount changes SEkey"
-				       : "only users/ and groups/ take new directories");
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	rc = dir_change_allowed(fs, &pd, what, "only users/ and groups/ take new directories");
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	if (!name_valid(name)) {
@@ -1555,14 +1564,10 @@ void fs_ctl_rmdir(fuse_req_t req, struct sekeyfs *fs, fuse_ino_t parent, const c
 		return;
 	}
 	snprintf(what, sizeof(what), "rmdir %s", name);
-	if (!is_admin(fs) || (pd.kind != K_USERS && pd.kind != K_GROUPS)) {
-		refused(fs, what, EPERM, !is_admin(fs) ? "only the administrator's mount changes SEkey"
-				       : "only users and groups are removed (keys: write their state)");
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (fs->cfg.read_only) {
-		fuse_reply_err(req, EROFS);
+	rc = dir_change_allowed(fs, &pd, what,
+				"only users and groups are removed (keys: write their state)");
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	rc = with_kms(fs, &c, 1);
