@@ -7,14 +7,6 @@
  * compare the admin's database with that user's own.
  *
  *   robust_sekey_db DEVICE PIN_FILE admin|user USER_NAME
- *   robust_sekey_db DEVICE PIN_FILE admin --destroy-orphan KEY_ID
- *
- * The second form is the operator's way out of a known KMS bug: a `sekey`
- * killed after generating a key in the admin cube but before its commit
- * leaves that key in the cube while the database gives its ID out again,
- * so every later key generation fails with "already exists".  It destroys
- * the key in the admin cube, only after checking no row of the admin's
- * database names it.
  *
  * Output lines (sorted within each kind):
  *   integrity ok
@@ -42,22 +34,6 @@
 #include "sefile/sdb.h"
 
 static sqlite3 *db;
-
-static int read_pin(const char *file, char *pin, size_t cap)
-{
-	FILE *f = fopen(file, "r");
-	size_t n;
-
-	if (!f || !fgets(pin, (int)cap, f)) {
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	fclose(f);
-	n = strcspn(pin, "\r\n");
-	pin[n] = '\0';
-	return n ? 0 : -1;
-}
 
 /* Run sql (every ? bound to uid) and print each row as prefix and
  * the columns separated by spaces.  0 or -1. */
@@ -89,45 +65,6 @@ static int dump(const char *prefix, const char *sql, int64_t uid)
 	return 0;
 }
 
-static int cube_orphan_id(const char *s, uint32_t *id)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > UINT32_MAX)
-		return -1;
-	*id = (uint32_t)v;
-	return 0;
-}
-
-/* Destroy key id in the admin cube c if no row of db names it.  0 or 1. */
-static int destroy_orphan(struct cube *c, uint32_t id)
-{
-	sqlite3_stmt *st;
-	int named, rc;
-
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM kms_keys WHERE id = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return fprintf(stderr, "robust_sekey_db: %s\n", sqlite3_errmsg(db)), 1;
-	sqlite3_bind_int64(st, 1, id);
-	named = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
-	if (named != 0) {
-		fprintf(stderr, "robust_sekey_db: key %u is %s: not an orphan\n", id,
-			named < 0 ? "unreadable" : "in the database");
-		return 1;
-	}
-	rc = cube_key_destroy(c, id);
-	if (rc != CUBE_OK) {
-		fprintf(stderr, "robust_sekey_db: destroy key %u: %s\n", id, cube_errmsg(c));
-		return 1;
-	}
-	printf("destroyed orphan key %u\n", id);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	char pin[128], err[256], path[4096];
@@ -137,19 +74,15 @@ int main(int argc, char **argv)
 	sqlite3_stmt *st = NULL;
 	int admin, status = 1, rc;
 	int64_t uid = -1;
-	uint32_t orphan = 0;
 	const char *sd, *res;
 
-	if ((argc != 5 || (strcmp(argv[3], "admin") && strcmp(argv[3], "user"))) &&
-	    (argc != 6 || strcmp(argv[3], "admin") || strcmp(argv[4], "--destroy-orphan") ||
-	     cube_orphan_id(argv[5], &orphan) != 0)) {
-		fprintf(stderr, "usage: robust_sekey_db DEVICE PIN_FILE admin|user USER_NAME\n"
-				"       robust_sekey_db DEVICE PIN_FILE admin --destroy-orphan KEY_ID\n");
+	if (argc != 5 || (strcmp(argv[3], "admin") && strcmp(argv[3], "user"))) {
+		fprintf(stderr, "usage: robust_sekey_db DEVICE PIN_FILE admin|user USER_NAME\n");
 		return 1;
 	}
 	admin = !strcmp(argv[3], "admin");
-	if (read_pin(argv[2], pin, sizeof(pin)) != 0) {
-		fprintf(stderr, "robust_sekey_db: cannot read a PIN from %s\n", argv[2]);
+	if (cube_pin_read(argv[2], -1, "", pin, sizeof(pin), err, sizeof(err)) != CUBE_OK) {
+		fprintf(stderr, "robust_sekey_db: %s\n", err);
 		return 1;
 	}
 	if (cube_open(&c, argv[1], err, sizeof(err)) != CUBE_OK) {
@@ -189,10 +122,6 @@ int main(int argc, char **argv)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (orphan) {
-		status = destroy_orphan(c, orphan);
-		goto out;
-	}
 	if (sqlite3_prepare_v2(db, "SELECT id FROM kms_users WHERE name = ?", -1, &st, NULL) !=
 		    SQLITE_OK ||
 	    sqlite3_bind_text(st, 1, argv[4], -1, SQLITE_STATIC) != SQLITE_OK) {
